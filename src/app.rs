@@ -1,0 +1,164 @@
+//! `Application::build(config)`: opens the stores, loads credentials, starts the
+//! background components and binds the HTTP listener. `main` and the tests build the
+//! same application; nothing is global, so two apps can run in one process.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::queue::Queues;
+use crate::store::{Store, TenantFiles, fsutil};
+use crate::tenants::Tenants;
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    components: JoinSet<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let config = Arc::new(config);
+        let data_dir = &config.data_dir;
+        fsutil::ensure_private_dir(data_dir).with_context(|| format!("create data dir {}", data_dir.display()))?;
+        fsutil::ensure_private_dir(&data_dir.join("tenants")).context("create tenants dir")?;
+        fsutil::ensure_private_dir(&config.tg_sessions_dir).context("create TG_SESSIONS_DIR")?;
+
+        let store = Store::open(&data_dir.join("avio.db")).context("open avio.db")?;
+        let queues = Queues::open(&data_dir.join("queues.redb")).context("open queues.redb")?;
+        let files = TenantFiles::new(data_dir);
+        let access = Access::load(config.clone(), store.clone(), files.clone())
+            .await
+            .context("load keys and tokens")?;
+        let tenants = Tenants::new(store.clone(), files.clone(), access.clone());
+        let state = AppState {
+            config: config.clone(),
+            store,
+            files,
+            queues,
+            access,
+            tenants,
+            metrics: Arc::new(Metrics::new()),
+            cancel: CancellationToken::new(),
+        };
+
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("bind {} (BIND)", config.bind))?;
+        let port = listener.local_addr()?.port();
+
+        let mut components = JoinSet::new();
+        spawn_component(&mut components, &state, "queue_sweeper", |state| async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.queues.sweep().await {
+                    tracing::warn!(event = "queue_sweep_failed", error = %e);
+                }
+            }
+        });
+
+        Ok(Application {
+            listener,
+            port,
+            state,
+            components,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token stops the application gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.cancel.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains requests, stops the
+    /// components and makes the queue store durable.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let cancel = self.state.cancel.clone();
+        let router = http::router(self.state.clone());
+        notify_systemd_ready(&cancel);
+        tracing::info!(event = "listening", addr = %self.listener.local_addr()?);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await
+            .context("serve http")?;
+        cancel.cancel();
+        while self.components.join_next().await.is_some() {}
+        self.state.queues.flush().await.context("flush queue store")?;
+        tracing::info!(event = "stopped");
+        Ok(())
+    }
+}
+
+/// Runs a long-lived component until shutdown, restarting it (after a pause) when it
+/// panics or returns, so one failing part never takes the daemon down.
+pub fn spawn_component<F, Fut>(set: &mut JoinSet<()>, state: &AppState, name: &'static str, make: F)
+where
+    F: Fn(AppState) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let state = state.clone();
+    set.spawn(async move {
+        let cancel = state.cancel.clone();
+        loop {
+            let run = tokio::spawn(make(state.clone()));
+            let abort = run.abort_handle();
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    abort.abort();
+                    return;
+                }
+                outcome = run => {
+                    match outcome {
+                        Err(e) if e.is_panic() => tracing::error!(event = "component_panicked", component = name),
+                        _ => tracing::warn!(event = "component_stopped", component = name),
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    });
+}
+
+/// `Type=notify`: READY after bind and migrations, then watchdog pings at half the
+/// interval systemd asked for. Outside systemd this does nothing.
+fn notify_systemd_ready(cancel: &CancellationToken) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                }
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        });
+    }
+}

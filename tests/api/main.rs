@@ -1,0 +1,7 @@
+//! HTTP API tests: the real application on a random loopback port.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access;
+mod tenants;
