@@ -53,12 +53,7 @@ impl Access {
     /// without its file rewrites the file, a file without its row recreates the row.
     pub async fn load(config: Arc<Config>, store: Store, files: TenantFiles) -> Result<Access, StoreError> {
         let tenants = store.list_tenants().await?.into_iter().map(|t| t.id).collect();
-        let keys = store
-            .all_tenant_keys()
-            .await?
-            .into_iter()
-            .map(|k| (k.tenant, k.key))
-            .collect();
+        let keys = store.all_tenant_keys().await?.into_iter().map(|k| (k.tenant, k.key)).collect();
         for file in files.all_provider_tokens().await? {
             store
                 .upsert_provider_token(ProviderTokenRow {
@@ -115,9 +110,7 @@ impl Access {
         if !self.tenant_exists(tenant) {
             return None;
         }
-        let tenant_key_ok = read(&self.inner.keys)
-            .get(&tenant)
-            .is_some_and(|key| ct_eq(key, presented));
+        let tenant_key_ok = read(&self.inner.keys).get(&tenant).is_some_and(|key| ct_eq(key, presented));
         if tenant_key_ok {
             return Some(PubAccess::TenantKey);
         }
@@ -163,12 +156,9 @@ impl Access {
         }
         match self.create_key(tenant, None).await {
             // Another request created it between our read and insert.
-            Err(StoreError::KeyAlreadyExists) => self
-                .inner
-                .store
-                .tenant_key(tenant)
-                .await?
-                .ok_or(StoreError::KeyAlreadyExists),
+            Err(StoreError::KeyAlreadyExists) => {
+                self.inner.store.tenant_key(tenant).await?.ok_or(StoreError::KeyAlreadyExists)
+            }
             other => other,
         }
     }
@@ -212,9 +202,7 @@ impl Access {
 
     /// Checks a provider token presented for `tenant`.
     pub fn check_provider_token(&self, tenant: TenantId, presented: &str) -> bool {
-        read(&self.inner.provider_tokens)
-            .get(&tenant)
-            .is_some_and(|token| ct_eq(token, presented))
+        read(&self.inner.provider_tokens).get(&tenant).is_some_and(|token| ct_eq(token, presented))
     }
 
     /// The tenant a provider token belongs to (Avito's webhook carries only the token).
@@ -232,9 +220,5 @@ impl Access {
 }
 
 fn token_file(row: &ProviderTokenRow) -> ProviderTokenFile {
-    ProviderTokenFile {
-        tenant: row.tenant,
-        provider_token: row.token.clone(),
-        created_at: row.created_at.clone(),
-    }
+    ProviderTokenFile { tenant: row.tenant, provider_token: row.token.clone(), created_at: row.created_at.clone() }
 }

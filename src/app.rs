@@ -37,9 +37,8 @@ impl Application {
         let store = Store::open(&data_dir.join("avio.db")).context("open avio.db")?;
         let queues = Queues::open(&data_dir.join("queues.redb")).context("open queues.redb")?;
         let files = TenantFiles::new(data_dir);
-        let access = Access::load(config.clone(), store.clone(), files.clone())
-            .await
-            .context("load keys and tokens")?;
+        let access =
+            Access::load(config.clone(), store.clone(), files.clone()).await.context("load keys and tokens")?;
         let tenants = Tenants::new(store.clone(), files.clone(), access.clone());
         let state = AppState {
             config: config.clone(),
@@ -52,9 +51,7 @@ impl Application {
             cancel: CancellationToken::new(),
         };
 
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("bind {} (BIND)", config.bind))?;
+        let listener = TcpListener::bind(config.bind).await.with_context(|| format!("bind {} (BIND)", config.bind))?;
         let port = listener.local_addr()?.port();
 
         let mut components = JoinSet::new();
@@ -68,12 +65,7 @@ impl Application {
             }
         });
 
-        Ok(Application {
-            listener,
-            port,
-            state,
-            components,
-        })
+        Ok(Application { listener, port, state, components })
     }
 
     pub fn port(&self) -> u16 {

@@ -7,7 +7,9 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the daemon at {url}: is it running? (systemctl status avio, or `avio serve`); set AVIO_URL if it listens elsewhere")]
+    #[error(
+        "cannot reach the daemon at {url}: is it running? (systemctl status avio, or `avio serve`); set AVIO_URL if it listens elsewhere"
+    )]
     Unreachable { url: String },
     #[error("the daemon refused the admin token: check ADMIN_TOKEN (environment, --env-file or /etc/avio/avio.env)")]
     BadToken,
@@ -26,15 +28,8 @@ pub struct AdminClient {
 
 impl AdminClient {
     pub fn new(base_url: &str, admin_token: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
-        Self {
-            base: base_url.trim_end_matches('/').to_string(),
-            token: admin_token.to_string(),
-            http,
-        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        Self { base: base_url.trim_end_matches('/').to_string(), token: admin_token.to_string(), http }
     }
 
     pub fn base_url(&self) -> &str {
@@ -58,7 +53,9 @@ impl AdminClient {
         let status = response.status();
         let text = response.text().await.map_err(|e| ClientError::Decode(e.to_string()))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status == StatusCode::UNAUTHORIZED && body.get("detail").and_then(Value::as_str) == Some("invalid_admin_token") {
+        if status == StatusCode::UNAUTHORIZED
+            && body.get("detail").and_then(Value::as_str) == Some("invalid_admin_token")
+        {
             return Err(ClientError::BadToken);
         }
         if !status.is_success() {

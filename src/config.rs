@@ -95,10 +95,7 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        reason: reason.into(),
-    }
+    ConfigError { var, reason: reason.into() }
 }
 
 /// Every variable Avio reads, with its default; used for validation and docs.
@@ -225,10 +222,9 @@ impl Vars<'_> {
     fn number<T: std::str::FromStr>(&self, key: &'static str) -> Result<Option<T>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<T>()
-                .map(Some)
-                .map_err(|_| err(key, format!("expected a non-negative integer, got {v:?}"))),
+            Some(v) => {
+                v.parse::<T>().map(Some).map_err(|_| err(key, format!("expected a non-negative integer, got {v:?}")))
+            }
         }
     }
     fn url(&self, key: &'static str, default: &str) -> Result<String, ConfigError> {
@@ -272,18 +268,14 @@ impl Config {
         let telegram = match (v.get("TELEGRAM_API_ID"), v.secret("TELEGRAM_API_HASH")) {
             (None, None) => None,
             (Some(id), Some(hash)) => Some(TelegramApp {
-                api_id: id
-                    .parse()
-                    .map_err(|_| err("TELEGRAM_API_ID", format!("expected an integer, got {id:?}")))?,
+                api_id: id.parse().map_err(|_| err("TELEGRAM_API_ID", format!("expected an integer, got {id:?}")))?,
                 api_hash: hash,
             }),
             (Some(_), None) => return Err(err("TELEGRAM_API_HASH", "is required when TELEGRAM_API_ID is set")),
             (None, Some(_)) => return Err(err("TELEGRAM_API_ID", "is required when TELEGRAM_API_HASH is set")),
         };
-        let tg_sessions_dir = v
-            .get("TG_SESSIONS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("tg_sessions"));
+        let tg_sessions_dir =
+            v.get("TG_SESSIONS_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("tg_sessions"));
 
         let wa_max_sessions = v.number::<usize>("WA_MAX_SESSIONS")?.unwrap_or(20);
         if wa_max_sessions == 0 {

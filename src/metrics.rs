@@ -106,10 +106,7 @@ impl Metrics {
 
     pub fn webhook(&self, status: u16, channel: &str) {
         self.webhook_provider
-            .get_or_create(&WebhookLabels {
-                status: status.to_string(),
-                channel: channel.to_string(),
-            })
+            .get_or_create(&WebhookLabels { status: status.to_string(), channel: channel.to_string() })
             .inc();
     }
 

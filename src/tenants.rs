@@ -83,11 +83,9 @@ impl TenantPatch {
         if let Some(name) = self.name {
             doc.name = name;
         }
-        for (patch, target) in [
-            (self.passport, &mut doc.passport),
-            (self.settings, &mut doc.settings),
-            (self.behavior, &mut doc.behavior),
-        ] {
+        for (patch, target) in
+            [(self.passport, &mut doc.passport), (self.settings, &mut doc.settings), (self.behavior, &mut doc.behavior)]
+        {
             for (key, value) in patch.into_iter().flatten() {
                 if value.is_null() {
                     target.remove(&key);
@@ -189,10 +187,7 @@ mod tests {
         assert_eq!(NewTenant::parse(&json!({"name": "  "})).unwrap_err().0, "name_required");
         assert_eq!(NewTenant::parse(&json!({"name": "a", "id": "x"})).unwrap_err().0, "invalid_tenant");
         assert_eq!(NewTenant::parse(&json!({"name": "a", "id": 0})).unwrap_err().0, "invalid_tenant");
-        assert_eq!(
-            NewTenant::parse(&json!({"name": "a", "passport": []})).unwrap_err().0,
-            "passport_must_be_object"
-        );
+        assert_eq!(NewTenant::parse(&json!({"name": "a", "passport": []})).unwrap_err().0, "passport_must_be_object");
         let ok = NewTenant::parse(&json!({"name": "Shop", "id": 7, "passport": {"brand": "B"}})).unwrap();
         assert_eq!(ok.id.map(TenantId::get), Some(7));
         assert_eq!(ok.passport["brand"], "B");

@@ -209,7 +209,11 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
                 "tenants": n_tenants,
             });
             print(raw, &report, |r| {
-                println!("daemon:       {} ({})", s(&r["daemon"]), if r["health"]["ok"] == true { "healthy" } else { "UNHEALTHY" });
+                println!(
+                    "daemon:       {} ({})",
+                    s(&r["daemon"]),
+                    if r["health"]["ok"] == true { "healthy" } else { "UNHEALTHY" }
+                );
                 println!("version:      {}", s(&r["health"]["version"]));
                 println!("admin panel:  {}", s(&r["admin_url"]));
                 println!("admin token:  {}", s(&r["admin_token"]));

@@ -6,9 +6,7 @@ pub use ids::TenantId;
 
 /// Current UTC time as RFC 3339 text, the format of every stored timestamp.
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -17,11 +17,7 @@ fn path_tenant(raw: &str) -> ApiResult<TenantId> {
 }
 
 fn require_tenant(state: &AppState, tenant: TenantId) -> ApiResult<()> {
-    if state.access.tenant_exists(tenant) {
-        Ok(())
-    } else {
-        Err(ApiError::tenant_not_found())
-    }
+    if state.access.tenant_exists(tenant) { Ok(()) } else { Err(ApiError::tenant_not_found()) }
 }
 
 pub async fn list_tenants(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -75,7 +71,11 @@ fn key_body(state: &AppState, row: &TenantKeyRow) -> Value {
 }
 
 /// `GET /admin/key/get`: the existing key, or a new one.
-pub async fn get_key(_: Admin, State(state): State<AppState>, TenantParam(tenant): TenantParam) -> ApiResult<Json<Value>> {
+pub async fn get_key(
+    _: Admin,
+    State(state): State<AppState>,
+    TenantParam(tenant): TenantParam,
+) -> ApiResult<Json<Value>> {
     require_tenant(&state, tenant)?;
     let row = state.access.get_or_create_key(tenant).await?;
     Ok(Json(key_body(&state, &row)))
@@ -100,7 +100,9 @@ pub async fn create_key(
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("malformed_json: {e}")))?
     };
     if let Some(key) = &save.key
-        && (key.len() < 16 || key.len() > 128 || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        && (key.len() < 16
+            || key.len() > 128
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
     {
         return Err(ApiError::invalid("key must be 16-128 characters of A-Z a-z 0-9 - _"));
     }
@@ -140,11 +142,7 @@ pub async fn list_keys(
 }
 
 /// `GET /admin/provider-token/{id}`: the tenant's provider token, created once.
-pub async fn provider_token(
-    _: Admin,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn provider_token(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let tenant = path_tenant(&id)?;
     require_tenant(&state, tenant)?;
     let row = state.access.ensure_provider_token(tenant).await?;

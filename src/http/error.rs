@@ -17,11 +17,7 @@ pub enum ApiError {
     /// 422 `invalid_payload` with a `reason`.
     InvalidPayload(String),
     /// Any other `{"ok":false,"error":code, ...extra}`.
-    Code {
-        status: StatusCode,
-        code: &'static str,
-        extra: Map<String, Value>,
-    },
+    Code { status: StatusCode, code: &'static str, extra: Map<String, Value> },
     /// 500; the cause is logged once and never shown to the client.
     Internal(anyhow::Error),
 }
@@ -30,11 +26,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn code(status: StatusCode, code: &'static str) -> Self {
-        ApiError::Code {
-            status,
-            code,
-            extra: Map::new(),
-        }
+        ApiError::Code { status, code, extra: Map::new() }
     }
 
     /// Adds a field to a `Code` error's body.
@@ -83,10 +75,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(e) => {
                 tracing::error!(event = "http_internal_error", error = format!("{e:#}"));
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"ok": false, "error": "internal_error"})),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"ok": false, "error": "internal_error"})))
                     .into_response()
             }
         }

@@ -38,11 +38,7 @@ impl FromRequestParts<AppState> for Admin {
         let presented = header("x-admin-token")
             .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
             .unwrap_or("");
-        if state.access.is_admin(presented.trim()) {
-            Ok(Admin)
-        } else {
-            Err(ApiError::InvalidAdminToken)
-        }
+        if state.access.is_admin(presented.trim()) { Ok(Admin) } else { Err(ApiError::InvalidAdminToken) }
     }
 }
 
@@ -73,10 +69,7 @@ impl FromRequestParts<AppState> for PubTenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let query = query_map(parts);
-        let tenant = query
-            .get("tenant")
-            .and_then(|t| TenantId::parse(t))
-            .ok_or_else(ApiError::invalid_tenant)?;
+        let tenant = query.get("tenant").and_then(|t| TenantId::parse(t)).ok_or_else(ApiError::invalid_tenant)?;
         let key = query.get("k").map(String::as_str).unwrap_or("");
         let access = state.access.check_pub(tenant, key).ok_or(ApiError::InvalidKey)?;
         Ok(PubTenant { tenant, access })

@@ -39,10 +39,7 @@ pub async fn metrics(_: Admin, State(state): State<AppState>) -> ApiResult<Respo
         state.metrics.queue_depth.get_or_create(&labels).set(depth.depth as i64);
         state.metrics.queue_dead.get_or_create(&labels).set(depth.dead as i64);
     }
-    Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.encode(),
-    )
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
         .into_response())
 }
 

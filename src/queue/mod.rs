@@ -52,13 +52,7 @@ macro_rules! redb_from {
         fn from(e: $t) -> Self { QueueError::Redb(e.into()) }
     })*};
 }
-redb_from!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+redb_from!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// A queued item as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,13 +188,7 @@ impl Queues {
                 }
                 let id = next_id(txn)?;
                 let visible_at = now + options.delay.as_millis() as u64;
-                let item = Item {
-                    attempts: 0,
-                    visible_at,
-                    enqueued_at: now,
-                    last_error: None,
-                    payload,
-                };
+                let item = Item { attempts: 0, visible_at, enqueued_at: now, last_error: None, payload };
                 put_item(txn, &queue, id, &item)?;
                 Ok(Enqueued::Queued(id))
             })
@@ -438,15 +426,12 @@ impl Queues {
     /// Removes a dialog's state; `false` when there was none.
     pub async fn state_delete(&self, key: &str) -> Result<bool, QueueError> {
         let key = key.to_string();
-        self.writer
-            .write(true, move |txn| Ok(txn.open_table(STATE)?.remove(key.as_str())?.is_some()))
-            .await
+        self.writer.write(true, move |txn| Ok(txn.open_table(STATE)?.remove(key.as_str())?.is_some())).await
     }
 
     /// Proves the store accepts writes (`GET /health`), without an fsync.
     pub async fn probe_write(&self) -> Result<(), QueueError> {
-        self.kv_set("health:probe", &now_ms().to_be_bytes(), Some(Duration::from_secs(60)))
-            .await
+        self.kv_set("health:probe", &now_ms().to_be_bytes(), Some(Duration::from_secs(60))).await
     }
 
     /// Makes every earlier non-durable commit durable.

@@ -7,17 +7,10 @@ fn open() -> (tempfile::TempDir, Queues) {
     (dir, queues)
 }
 
-const DURABLE: EnqueueOptions = EnqueueOptions {
-    dedupe_key: None,
-    delay: Duration::ZERO,
-    durable: true,
-};
+const DURABLE: EnqueueOptions = EnqueueOptions { dedupe_key: None, delay: Duration::ZERO, durable: true };
 
-const POLICY: RetryPolicy = RetryPolicy {
-    max_attempts: 2,
-    base: Duration::from_millis(1),
-    max: Duration::from_millis(2),
-};
+const POLICY: RetryPolicy =
+    RetryPolicy { max_attempts: 2, base: Duration::from_millis(1), max: Duration::from_millis(2) };
 
 #[tokio::test]
 async fn items_are_leased_in_fifo_order_and_hidden_while_leased() {
@@ -79,10 +72,7 @@ async fn postpone_does_not_count_an_attempt() {
 #[tokio::test]
 async fn a_dedupe_key_is_queued_once() {
     let (_dir, q) = open();
-    let opts = EnqueueOptions {
-        dedupe_key: Some("1:whatsapp:wamid.1".into()),
-        ..DURABLE.clone()
-    };
+    let opts = EnqueueOptions { dedupe_key: Some("1:whatsapp:wamid.1".into()), ..DURABLE.clone() };
     assert!(matches!(q.enqueue(INBOX, &json!(1), opts.clone()).await.unwrap(), Enqueued::Queued(_)));
     assert_eq!(q.enqueue(INBOX, &json!(1), opts).await.unwrap(), Enqueued::Duplicate);
     assert_eq!(q.depth(INBOX).await.unwrap(), 1);
@@ -95,10 +85,7 @@ async fn concurrent_enqueues_with_one_key_share_a_batch_and_queue_once() {
     for _ in 0..50 {
         let q = q.clone();
         tasks.push(tokio::spawn(async move {
-            let opts = EnqueueOptions {
-                dedupe_key: Some("same".into()),
-                ..DURABLE.clone()
-            };
+            let opts = EnqueueOptions { dedupe_key: Some("same".into()), ..DURABLE.clone() };
             q.enqueue(INBOX, &json!("m"), opts).await.unwrap()
         }));
     }
@@ -154,11 +141,7 @@ async fn reopen(path: &std::path::Path) -> Queues {
 
 #[test]
 fn backoff_grows_and_is_capped() {
-    let policy = RetryPolicy {
-        max_attempts: 10,
-        base: Duration::from_millis(100),
-        max: Duration::from_secs(1),
-    };
+    let policy = RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), max: Duration::from_secs(1) };
     let first = policy.backoff(1);
     assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
     let late = policy.backoff(9);

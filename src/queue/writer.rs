@@ -64,9 +64,7 @@ impl Writer {
             });
             (reply, poisoned)
         });
-        self.sender
-            .send(Request { durable, job })
-            .map_err(|_| QueueError::WriterGone)?;
+        self.sender.send(Request { durable, job }).map_err(|_| QueueError::WriterGone)?;
         rx.await.map_err(|_| QueueError::WriterGone)?
     }
 }

@@ -34,17 +34,8 @@ pub struct SchemaReport {
 pub fn report(conn: &Connection, applied: Vec<u32>) -> Result<SchemaReport, StoreError> {
     let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
-    let tables = stmt
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let tables = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('contacts') ORDER BY cid")?;
-    let contacts_columns = stmt
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(SchemaReport {
-        version,
-        applied,
-        tables,
-        contacts_columns,
-    })
+    let contacts_columns = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(SchemaReport { version, applied, tables, contacts_columns })
 }

@@ -5,8 +5,8 @@
 
 pub mod fsutil;
 mod migrations;
-mod tenants;
 pub mod tenant_files;
+mod tenants;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -52,10 +52,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         migrations::apply(&mut conn)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            path: Arc::new(path.to_path_buf()),
-        })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()) })
     }
 
     pub fn path(&self) -> &Path {

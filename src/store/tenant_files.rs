@@ -91,10 +91,7 @@ pub struct TenantFiles {
 
 impl TenantFiles {
     pub fn new(data_dir: &Path) -> Self {
-        Self {
-            root: Arc::new(data_dir.join("tenants")),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
-        }
+        Self { root: Arc::new(data_dir.join("tenants")), write_lock: Arc::new(tokio::sync::Mutex::new(())) }
     }
 
     pub fn root(&self) -> &Path {
@@ -176,9 +173,7 @@ impl TenantFiles {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Join(e.to_string()))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Join(e.to_string()))?
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {

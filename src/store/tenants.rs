@@ -55,11 +55,7 @@ impl Store {
                 other => other?,
             };
             tx.commit()?;
-            Ok(TenantRow {
-                id: tenant_id(id)?,
-                name,
-                created_at: now,
-            })
+            Ok(TenantRow { id: tenant_id(id)?, name, created_at: now })
         })
         .await
     }
@@ -68,13 +64,7 @@ impl Store {
         self.run(|conn| {
             let mut stmt = conn.prepare("SELECT id, name, created_at FROM tenants ORDER BY id")?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok(TenantRow {
-                        id: tenant_id(r.get(0)?)?,
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                })?
+                .query_map([], |r| Ok(TenantRow { id: tenant_id(r.get(0)?)?, name: r.get(1)?, created_at: r.get(2)? }))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -84,17 +74,9 @@ impl Store {
     pub async fn tenant(&self, id: TenantId) -> Result<Option<TenantRow>, StoreError> {
         self.run(move |conn| {
             Ok(conn
-                .query_row(
-                    "SELECT id, name, created_at FROM tenants WHERE id = ?1",
-                    [id.get()],
-                    |r| {
-                        Ok(TenantRow {
-                            id: tenant_id(r.get(0)?)?,
-                            name: r.get(1)?,
-                            created_at: r.get(2)?,
-                        })
-                    },
-                )
+                .query_row("SELECT id, name, created_at FROM tenants WHERE id = ?1", [id.get()], |r| {
+                    Ok(TenantRow { id: tenant_id(r.get(0)?)?, name: r.get(1)?, created_at: r.get(2)? })
+                })
                 .optional()?)
         })
         .await
@@ -117,17 +99,9 @@ impl Store {
     pub async fn tenant_key(&self, tenant: TenantId) -> Result<Option<TenantKeyRow>, StoreError> {
         self.run(move |conn| {
             Ok(conn
-                .query_row(
-                    "SELECT key, created_at FROM tenant_keys WHERE tenant = ?1",
-                    [tenant.get()],
-                    |r| {
-                        Ok(TenantKeyRow {
-                            tenant,
-                            key: r.get(0)?,
-                            created_at: r.get(1)?,
-                        })
-                    },
-                )
+                .query_row("SELECT key, created_at FROM tenant_keys WHERE tenant = ?1", [tenant.get()], |r| {
+                    Ok(TenantKeyRow { tenant, key: r.get(0)?, created_at: r.get(1)? })
+                })
                 .optional()?)
         })
         .await
@@ -148,11 +122,7 @@ impl Store {
                     Err(StoreError::TenantNotFound)
                 }
                 Err(e) => Err(e.into()),
-                Ok(_) => Ok(TenantKeyRow {
-                    tenant,
-                    key,
-                    created_at: now,
-                }),
+                Ok(_) => Ok(TenantKeyRow { tenant, key, created_at: now }),
             }
         })
         .await
@@ -160,8 +130,7 @@ impl Store {
 
     /// Deletes the tenant's key; `false` when there was none.
     pub async fn delete_tenant_key(&self, tenant: TenantId) -> Result<bool, StoreError> {
-        self.run(move |conn| Ok(conn.execute("DELETE FROM tenant_keys WHERE tenant = ?1", [tenant.get()])? > 0))
-            .await
+        self.run(move |conn| Ok(conn.execute("DELETE FROM tenant_keys WHERE tenant = ?1", [tenant.get()])? > 0)).await
     }
 
     pub async fn all_tenant_keys(&self) -> Result<Vec<TenantKeyRow>, StoreError> {
@@ -169,11 +138,7 @@ impl Store {
             let mut stmt = conn.prepare("SELECT tenant, key, created_at FROM tenant_keys")?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok(TenantKeyRow {
-                        tenant: tenant_id(r.get(0)?)?,
-                        key: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
+                    Ok(TenantKeyRow { tenant: tenant_id(r.get(0)?)?, key: r.get(1)?, created_at: r.get(2)? })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
@@ -192,13 +157,7 @@ impl Store {
             Ok(conn.query_row(
                 "SELECT token, created_at FROM provider_tokens WHERE tenant = ?1",
                 [row.tenant.get()],
-                |r| {
-                    Ok(ProviderTokenRow {
-                        tenant: row.tenant,
-                        token: r.get(0)?,
-                        created_at: r.get(1)?,
-                    })
-                },
+                |r| Ok(ProviderTokenRow { tenant: row.tenant, token: r.get(0)?, created_at: r.get(1)? }),
             )?)
         })
         .await
@@ -209,11 +168,7 @@ impl Store {
             let mut stmt = conn.prepare("SELECT tenant, token, created_at FROM provider_tokens")?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok(ProviderTokenRow {
-                        tenant: tenant_id(r.get(0)?)?,
-                        token: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
+                    Ok(ProviderTokenRow { tenant: tenant_id(r.get(0)?)?, token: r.get(1)?, created_at: r.get(2)? })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)

@@ -140,27 +140,18 @@ async fn settings_save_updates_the_passport_and_settings_get_hides_secrets() {
 
 #[tokio::test]
 async fn ensure_returns_one_provider_token_for_every_internal_secret() {
-    let app = spawn_app_with(&[("WA_WEB_TOKEN", "wa-web-token-123456"), ("WEBHOOK_SECRET", "webhook-secret-123456")]).await;
+    let app =
+        spawn_app_with(&[("WA_WEB_TOKEN", "wa-web-token-123456"), ("WEBHOOK_SECRET", "webhook-secret-123456")]).await;
     app.tenant_with_key(7).await;
-    let r = app
-        .http
-        .post(app.url("/internal/tenant/7/ensure"))
-        .header("X-Auth-Token", ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.http.post(app.url("/internal/tenant/7/ensure")).header("X-Auth-Token", ADMIN_TOKEN).send().await.unwrap();
     let (status, first) = split(r).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["ok"], true);
     assert_eq!(first["tenant"], 7);
     let token = first["provider_token"].as_str().unwrap().to_string();
     for secret in ["wa-web-token-123456", "webhook-secret-123456"] {
-        let r = app
-            .http
-            .post(app.url(&format!("/internal/tenant/7/ensure?token={secret}")))
-            .send()
-            .await
-            .unwrap();
+        let r = app.http.post(app.url(&format!("/internal/tenant/7/ensure?token={secret}"))).send().await.unwrap();
         let (status, body) = split(r).await;
         assert_eq!(status, 200);
         assert_eq!(body["provider_token"], token.as_str(), "reused on repeat");

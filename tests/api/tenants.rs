@@ -135,8 +135,7 @@ async fn unknown_or_malformed_tenant_ids_on_admin_routes() {
 #[tokio::test]
 async fn patching_a_tenant_merges_sections() {
     let app = spawn_app().await;
-    app.admin_post("/admin/tenants", &json!({"id": 1, "name": "A", "passport": {"brand": "X", "city": "Омск"}}))
-        .await;
+    app.admin_post("/admin/tenants", &json!({"id": 1, "name": "A", "passport": {"brand": "X", "city": "Омск"}})).await;
     let r = app
         .http
         .patch(app.url("/admin/tenants/1"))

@@ -106,14 +106,7 @@ impl TestApp {
     }
 
     pub async fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .header("X-Admin-Token", ADMIN_TOKEN)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.post(self.url(path)).header("X-Admin-Token", ADMIN_TOKEN).json(body).send().await.unwrap();
         split(r).await
     }
 
@@ -133,8 +126,11 @@ impl TestApp {
     /// Creates tenant `id` and returns its key.
     pub async fn tenant_with_key(&self, id: i64) -> String {
         let (status, _) = self
-            .admin_post("/admin/tenants", &serde_json::json!({"id": id, "name": format!("Tenant {id}"),
-                "passport": {"brand": "Уютный дом", "agent_name": "Анна", "city": "Казань"}}))
+            .admin_post(
+                "/admin/tenants",
+                &serde_json::json!({"id": id, "name": format!("Tenant {id}"),
+                "passport": {"brand": "Уютный дом", "agent_name": "Анна", "city": "Казань"}}),
+            )
             .await;
         assert_eq!(status, 201);
         let (status, body) = self.admin_get(&format!("/admin/key/get?tenant={id}")).await;
