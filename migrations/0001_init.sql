@@ -86,7 +86,7 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_provider_id ON messages(tenant, channel, provider_message_id)
     WHERE provider_message_id IS NOT NULL;
 CREATE INDEX messages_contact ON messages(tenant, contact_id, id);
-CREATE INDEX messages_job ON messages(outbox_job_id) WHERE outbox_job_id IS NOT NULL;
+CREATE UNIQUE INDEX messages_outbox_job ON messages(outbox_job_id) WHERE outbox_job_id IS NOT NULL;
 
 CREATE TABLE webhook_events (
     id           INTEGER PRIMARY KEY,

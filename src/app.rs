@@ -11,13 +11,53 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::HashMap;
+
 use crate::access::Access;
+use crate::channels::simulator::{Simulator, SimulatorFactory};
+use crate::channels::{ChannelEvent, ChannelRegistry, DriverFactory};
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::dialog::Dialogs;
+use crate::domain::{Channel, Whitelist};
+use crate::guardrails::Guardrails;
+use crate::http;
 use crate::metrics::Metrics;
+use crate::pipeline::outbox::JobWaiters;
+use crate::pipeline::{self, BotHook, NoBot, Wakers};
 use crate::queue::Queues;
 use crate::store::{Store, TenantFiles, fsutil};
 use crate::tenants::Tenants;
+
+/// Everything a handler or worker may touch; every field is a cheap handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub files: TenantFiles,
+    pub queues: Queues,
+    pub access: Access,
+    pub tenants: Tenants,
+    pub dialogs: Dialogs,
+    pub metrics: Arc<Metrics>,
+    pub guardrails: Arc<Guardrails>,
+    pub whitelist: Arc<Whitelist>,
+    pub channels: Arc<ChannelRegistry>,
+    pub simulator: Arc<Simulator>,
+    pub bot: Arc<dyn BotHook>,
+    pub waiters: Arc<JobWaiters>,
+    pub wake: Arc<Wakers>,
+    /// Outbound HTTP (attachments, LLM, Avito): one pool for the process.
+    pub http_client: reqwest::Client,
+    pub cancel: CancellationToken,
+}
+
+/// Parts a caller may supply instead of the defaults: tests inject a recording
+/// channel driver or a bot this way, never through a branch in production code.
+#[derive(Default)]
+pub struct Extensions {
+    pub drivers: Vec<(Channel, Arc<dyn DriverFactory>)>,
+    pub bot: Option<Arc<dyn BotHook>>,
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -28,6 +68,10 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with(config, Extensions::default()).await
+    }
+
+    pub async fn build_with(config: Config, extensions: Extensions) -> anyhow::Result<Application> {
         let config = Arc::new(config);
         let data_dir = &config.data_dir;
         fsutil::ensure_private_dir(data_dir).with_context(|| format!("create data dir {}", data_dir.display()))?;
@@ -40,14 +84,36 @@ impl Application {
         let access =
             Access::load(config.clone(), store.clone(), files.clone()).await.context("load keys and tokens")?;
         let tenants = Tenants::new(store.clone(), files.clone(), access.clone());
+
+        let simulator = Simulator::new();
+        let mut factories: HashMap<Channel, Arc<dyn DriverFactory>> = HashMap::new();
+        factories.insert(Channel::Simulator, Arc::new(SimulatorFactory(simulator.clone())));
+        for (channel, factory) in extensions.drivers {
+            factories.insert(channel, factory);
+        }
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel::<ChannelEvent>(1024);
+        let http_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("avio/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("build the HTTP client")?;
         let state = AppState {
+            whitelist: Arc::new(Whitelist::new(&config.outbox_whitelist)),
             config: config.clone(),
             store,
             files,
+            dialogs: Dialogs::new(queues.clone()),
             queues,
             access,
             tenants,
             metrics: Arc::new(Metrics::new()),
+            guardrails: Arc::new(Guardrails::new()),
+            channels: Arc::new(ChannelRegistry::new(factories, events_tx)),
+            simulator,
+            bot: extensions.bot.unwrap_or_else(|| Arc::new(NoBot)),
+            waiters: Arc::new(JobWaiters::default()),
+            wake: Arc::new(Wakers::default()),
+            http_client,
             cancel: CancellationToken::new(),
         };
 
@@ -55,6 +121,12 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let mut components = JoinSet::new();
+        spawn_component(&mut components, &state, "inbox_worker", pipeline::inbox::run);
+        spawn_component(&mut components, &state, "outbox_worker", pipeline::outbox::run);
+        let events_rx = Arc::new(tokio::sync::Mutex::new(events_rx));
+        spawn_component(&mut components, &state, "channel_events", move |state| {
+            pipeline::channel_events(state, events_rx.clone())
+        });
         spawn_component(&mut components, &state, "queue_sweeper", |state| async move {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
             loop {
@@ -94,6 +166,7 @@ impl Application {
             .context("serve http")?;
         cancel.cancel();
         while self.components.join_next().await.is_some() {}
+        self.state.channels.stop_all().await;
         self.state.queues.flush().await.context("flush queue store")?;
         tracing::info!(event = "stopped");
         Ok(())

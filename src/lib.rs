@@ -7,6 +7,8 @@
 //! - [`store`]: SQLite and the per-tenant files; the only place that issues SQL.
 //! - [`queue`]: the redb store; durable queues, TTL cache and dialog state.
 //! - [`http`]: the thin HTTP layer and the one place that knows SPEC error bodies.
+//! - [`pipeline`]: inbox and outbox workers; [`channels`]: the driver interface.
+//! - [`dialog`]: sales state; [`guardrails`]: sliding-window health ratios.
 //! - [`telemetry`] and [`metrics`]: logs and Prometheus series.
 //! - [`access`]: tenant keys, `PUBLIC_KEY`, provider tokens.
 //! - [`secrets`]: token generation and constant-time comparison.
@@ -15,11 +17,15 @@
 
 pub mod access;
 pub mod app;
+pub mod channels;
 pub mod client;
 pub mod config;
+pub mod dialog;
 pub mod domain;
+pub mod guardrails;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod queue;
 pub mod secrets;
 pub mod store;

@@ -4,38 +4,20 @@ pub mod error;
 pub mod extract;
 
 mod admin;
+mod ops;
 mod public;
+mod send;
 mod system;
-
-use std::sync::Arc;
+mod webhook;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use tokio_util::sync::CancellationToken;
 
-use crate::access::Access;
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::queue::Queues;
-use crate::store::{Store, TenantFiles};
-use crate::tenants::Tenants;
+pub use crate::app::AppState;
 
 /// JSON bodies above this answer 413.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
-
-/// Everything a handler may touch; every field is a cheap handle.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub files: TenantFiles,
-    pub queues: Queues,
-    pub access: Access,
-    pub tenants: Tenants,
-    pub metrics: Arc<Metrics>,
-    pub cancel: CancellationToken,
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -48,6 +30,19 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/key", post(admin::create_key).delete(admin::delete_key))
         .route("/admin/keys/list", get(admin::list_keys))
         .route("/admin/provider-token/{id}", get(admin::provider_token))
+        .route("/webhook", post(webhook::whatsapp))
+        .route("/webhook/telegram", post(webhook::telegram))
+        .route("/send", post(send::send))
+        .route("/send/{job_id}", get(send::job))
+        .route("/admin/queues", get(ops::queues))
+        .route("/admin/queues/dead/{id}/retry", post(ops::retry_dead))
+        .route("/admin/guardrails", get(ops::guardrails))
+        .route("/admin/state/reset", post(ops::reset_state))
+        .route("/admin/simulator/message", post(ops::simulator_message_admin))
+        .route("/admin/simulator/replies", get(ops::simulator_replies_admin))
+        .route("/pub/simulator/message", post(ops::simulator_message_pub))
+        .route("/pub/simulator/replies", get(ops::simulator_replies_pub))
+        .route("/pub/wa/qr.svg", get(webhook::qr_svg))
         .route("/pub/settings/get", get(public::settings_get))
         .route("/pub/settings/save", post(public::settings_save))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

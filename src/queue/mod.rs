@@ -423,6 +423,35 @@ impl Queues {
             .await
     }
 
+    /// Read-modify-write of a state value inside one write transaction, so concurrent
+    /// updates never lose each other's changes. Returns the stored value.
+    pub async fn state_update<F>(&self, key: &str, f: F) -> Result<Option<serde_json::Value>, QueueError>
+    where
+        F: FnOnce(Option<serde_json::Value>) -> Option<serde_json::Value> + Send + 'static,
+    {
+        let key = key.to_string();
+        self.writer
+            .write(true, move |txn| {
+                let mut table = txn.open_table(STATE)?;
+                let current = match table.get(key.as_str())? {
+                    Some(guard) => Some(decode::<serde_json::Value>(guard.value())?),
+                    None => None,
+                };
+                let next = f(current);
+                match &next {
+                    Some(value) => {
+                        let bytes = encode(value)?;
+                        table.insert(key.as_str(), bytes.as_slice())?;
+                    }
+                    None => {
+                        table.remove(key.as_str())?;
+                    }
+                }
+                Ok(next)
+            })
+            .await
+    }
+
     /// Removes a dialog's state; `false` when there was none.
     pub async fn state_delete(&self, key: &str) -> Result<bool, QueueError> {
         let key = key.to_string();

@@ -4,6 +4,7 @@
 //! runs on the blocking pool through [`Store::run`].
 
 pub mod fsutil;
+mod messages;
 mod migrations;
 pub mod tenant_files;
 mod tenants;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use messages::{IngestOutcome, LeadRef, OutboundRecord, OutboxJobRow, resolve_or_create_contact};
 pub use migrations::{MIGRATIONS, SchemaReport};
 pub use tenant_files::{TenantDoc, TenantFiles};
 pub use tenants::{ProviderTokenRow, TenantKeyRow, TenantRow};

@@ -14,16 +14,11 @@ pub(crate) fn convert(bytes: &[u8], limits: &Limits) -> Result<Conversion, Catal
         warnings.push(format!("read as {encoding}"));
     }
     if text.contains('\0') {
-        return Err(CatalogError::Corrupt(
-            "CSV: it contains binary data (NUL bytes)".to_string(),
-        ));
+        return Err(CatalogError::Corrupt("CSV: it contains binary data (NUL bytes)".to_string()));
     }
     let delimiter = sniff_delimiter(&text);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut grid: Vec<Vec<String>> = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
@@ -35,31 +30,22 @@ pub(crate) fn convert(bytes: &[u8], limits: &Limits) -> Result<Conversion, Catal
             }
         }
         if grid.len() >= limits.max_rows.saturating_add(HEADER_SEARCH_ROWS) {
-            return Err(CatalogError::TooLarge(format!(
-                "more than {} rows",
-                limits.max_rows
-            )));
+            return Err(CatalogError::TooLarge(format!("more than {} rows", limits.max_rows)));
         }
-        if grid.len() % 4096 == 0 {
+        if grid.len().is_multiple_of(4096) {
             limits.check_deadline()?;
         }
         grid.push(record.iter().map(|s| s.to_string()).collect());
     }
     let (header_idx, map) = find_header(&grid, HEADER_SEARCH_ROWS).ok_or_else(|| {
-        CatalogError::NoTable(
-            "no header row with column names such as Артикул, Наименование, Цена".to_string(),
-        )
+        CatalogError::NoTable("no header row with column names such as Артикул, Наименование, Цена".to_string())
     })?;
     let header = grid.get(header_idx).cloned().unwrap_or_default();
     let mut builder = TableBuilder::new(&header, map, limits);
     for cells in grid.iter().skip(header_idx + 1) {
         builder.push_cells(cells)?;
     }
-    Ok(Conversion {
-        rows: builder.rows,
-        warnings,
-        pipeline: "csv",
-    })
+    Ok(Conversion { rows: builder.rows, warnings, pipeline: "csv" })
 }
 
 /// Rejects a file with an over-long line before anything is decoded or allocated for it.
@@ -147,7 +133,8 @@ mod tests {
 
     #[test]
     fn one_c_export_converts() {
-        let text = "Прайс-лист\n\nАртикул;Номенклатура;Ед.;Цена;Количество\nМебель\nA-1;Стул «Венский»;шт;1 299,50;12\n";
+        let text =
+            "Прайс-лист\n\nАртикул;Номенклатура;Ед.;Цена;Количество\nМебель\nA-1;Стул «Венский»;шт;1 299,50;12\n";
         let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(text);
         let conversion = convert(&bytes, &Limits::default()).unwrap();
         assert_eq!(conversion.rows.len(), 1);

@@ -18,17 +18,7 @@ use std::time::Instant;
 pub use price::parse_price;
 
 /// The normalized CSV header every conversion writes, in this order.
-pub const HEADER: [&str; 9] = [
-    "sku",
-    "name",
-    "category",
-    "price",
-    "currency",
-    "unit",
-    "stock",
-    "url",
-    "description",
-];
+pub const HEADER: [&str; 9] = ["sku", "name", "category", "price", "currency", "unit", "stock", "url", "description"];
 
 /// The kind of an uploaded file, decided by the caller from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,14 +172,10 @@ pub fn convert(bytes: &[u8], kind: SourceKind, limits: &Limits) -> Result<Conver
         SourceKind::Pdf => pdf::convert(bytes, limits)?,
     };
     if conversion.rows.is_empty() {
-        return Err(CatalogError::NoTable(
-            "a header row was found but no product rows below it".to_string(),
-        ));
+        return Err(CatalogError::NoTable("a header row was found but no product rows below it".to_string()));
     }
     if conversion.rows.iter().all(|row| row.price.is_empty()) {
-        conversion
-            .warnings
-            .push("no row has a readable price".to_string());
+        conversion.warnings.push("no row has a readable price".to_string());
     }
     Ok(conversion)
 }
@@ -218,14 +204,9 @@ fn csv_to_io(error: csv::Error) -> std::io::Error {
 ///
 /// Our own code does not panic on input, but lopdf and calamine are large; a bug there must
 /// fail one job, not take down the daemon's worker thread.
-pub(crate) fn guard<T>(
-    what: &str,
-    f: impl FnOnce() -> Result<T, CatalogError>,
-) -> Result<T, CatalogError> {
+pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, CatalogError>) -> Result<T, CatalogError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(_) => Err(CatalogError::Corrupt(format!(
-            "{what}: the parser hit an internal error on this file"
-        ))),
+        Err(_) => Err(CatalogError::Corrupt(format!("{what}: the parser hit an internal error on this file"))),
     }
 }

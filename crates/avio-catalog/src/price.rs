@@ -61,10 +61,8 @@ fn is_currency_tail(tail: &str) -> bool {
         Some(slash) => tail.get(..slash).unwrap_or("").trim_matches(|c: char| is_space(c) || c == '.'),
         None => tail,
     };
-    matches!(
-        tail,
-        "" | "₽" | "руб" | "р" | "rub" | "rur" | "$" | "usd" | "€" | "eur" | "у.е" | "рублей" | "руб.-"
-    ) || tail == "₽ с ндс"
+    matches!(tail, "" | "₽" | "руб" | "р" | "rub" | "rur" | "$" | "usd" | "€" | "eur" | "у.е" | "рублей" | "руб.-")
+        || tail == "₽ с ндс"
         || tail == "руб с ндс"
 }
 
@@ -123,7 +121,8 @@ pub(crate) fn explicit_currency(text: &str) -> Option<&'static str> {
         Some("USD")
     } else if lowered.contains('€') || lowered.contains("eur") || lowered.contains("евро") {
         Some("EUR")
-    } else if lowered.contains('₽') || lowered.contains("руб") || lowered.contains("rub") || lowered.contains("rur") {
+    } else if lowered.contains('₽') || lowered.contains("руб") || lowered.contains("rub") || lowered.contains("rur")
+    {
         Some("RUB")
     } else {
         None

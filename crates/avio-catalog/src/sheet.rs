@@ -91,11 +91,7 @@ pub(crate) fn convert(bytes: &[u8], kind: SourceKind, limits: &Limits) -> Result
         }
         rows.extend(builder.rows);
     }
-    Ok(Conversion {
-        rows,
-        warnings,
-        pipeline: "calamine",
-    })
+    Ok(Conversion { rows, warnings, pipeline: "calamine" })
 }
 
 /// Reads the zip central directory only and rejects archives that would inflate too much.
@@ -139,7 +135,7 @@ fn read_xlsx(bytes: &[u8], limits: &Limits) -> Result<Vec<(String, Grid)>, Catal
             let mut n_cells: usize = 0;
             while let Some(cell) = reader.next_cell().map_err(corrupt)? {
                 n_cells += 1;
-                if n_cells % 65_536 == 0 {
+                if n_cells.is_multiple_of(65_536) {
                     limits.check_deadline()?;
                 }
                 let (row, col) = cell.get_position();
@@ -188,7 +184,7 @@ fn read_ods(bytes: &[u8], limits: &Limits) -> Result<Vec<(String, Grid)>, Catalo
 fn range_grid(range: &calamine::Range<Data>, limits: &Limits) -> Result<Grid, CatalogError> {
     let mut grid = Grid::new();
     for (row_idx, row) in range.rows().enumerate() {
-        if row_idx % 4096 == 0 {
+        if row_idx.is_multiple_of(4096) {
             limits.check_deadline()?;
         }
         for (col_idx, value) in row.iter().enumerate() {

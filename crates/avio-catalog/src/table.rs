@@ -24,14 +24,8 @@ pub(crate) enum Field {
 /// Header synonyms in normalized form (lowercase, ё→е, punctuation as spaces, hyphens kept).
 /// Order matters: the first field whose synonym starts the cell wins.
 const SYNONYMS: &[(Field, &[&str])] = &[
-    (
-        Field::Price,
-        &["цена", "цены", "стоимость", "розничная цена", "оптовая цена", "price", "cost"],
-    ),
-    (
-        Field::Sku,
-        &["артикул", "арт", "код", "sku", "article", "art", "vendor code", "part number", "item code"],
-    ),
+    (Field::Price, &["цена", "стоимость", "розничная цена", "оптовая цена", "price", "cost"]),
+    (Field::Sku, &["артикул", "арт", "код", "sku", "article", "art", "vendor code", "part number", "item code"]),
     (
         Field::Name,
         &[
@@ -48,25 +42,27 @@ const SYNONYMS: &[(Field, &[&str])] = &[
             "title",
         ],
     ),
-    (
-        Field::Category,
-        &["категория", "группа", "раздел", "category", "group", "section"],
-    ),
-    (
-        Field::Unit,
-        &["ед изм", "ед", "единица", "единицы", "unit", "uom"],
-    ),
+    (Field::Category, &["категория", "группа", "раздел", "category", "group", "section"]),
+    (Field::Unit, &["ед изм", "ед", "единица", "единицы", "unit", "uom"]),
     (
         Field::Stock,
         &[
-            "остаток", "остатки", "наличие", "в наличии", "количество", "кол-во", "колво", "кол", "склад",
-            "stock", "qty", "quantity", "available",
+            "остаток",
+            "остатки",
+            "наличие",
+            "в наличии",
+            "количество",
+            "кол-во",
+            "колво",
+            "кол",
+            "склад",
+            "stock",
+            "qty",
+            "quantity",
+            "available",
         ],
     ),
-    (
-        Field::Description,
-        &["описание", "характеристики", "description", "details"],
-    ),
+    (Field::Description, &["описание", "характеристики", "description", "details"]),
     (Field::Url, &["ссылка", "url", "link", "сайт", "web"]),
     (Field::Currency, &["валюта", "currency"]),
 ];
@@ -177,12 +173,7 @@ impl TableBuilder {
     }
 
     fn cell<'a>(&self, cells: &'a [String], field: Field) -> &'a str {
-        self.map
-            .iter()
-            .position(|f| *f == Some(field))
-            .and_then(|idx| cells.get(idx))
-            .map(|s| s.as_str())
-            .unwrap_or("")
+        self.map.iter().position(|f| *f == Some(field)).and_then(|idx| cells.get(idx)).map(|s| s.as_str()).unwrap_or("")
     }
 
     /// Takes one row of cells from a sheet or CSV: a product, a category label, a repeated
@@ -221,10 +212,7 @@ impl TableBuilder {
             return Ok(());
         }
         if self.rows.len() >= self.max_rows {
-            return Err(CatalogError::TooLarge(format!(
-                "more than {} product rows",
-                self.max_rows
-            )));
+            return Err(CatalogError::TooLarge(format!("more than {} product rows", self.max_rows)));
         }
         let price_text = self.cell(cells, Field::Price);
         let price = parse_price(price_text).unwrap_or_default();

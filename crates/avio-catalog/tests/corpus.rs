@@ -117,9 +117,12 @@ fn cp1251(name: &str) -> String {
     name.replace('×', "x")
 }
 
+/// Generator label, fixture file, kind, and how the truth name reads in that format.
+type Case = (&'static str, &'static str, SourceKind, fn(&str) -> String);
+
 #[test]
 fn every_generator_reaches_99_percent_cell_accuracy() {
-    let cases: [(&'static str, &str, SourceKind, fn(&str) -> String); 7] = [
+    let cases: [Case; 7] = [
         ("xlsx (openpyxl)", "price.xlsx", SourceKind::Xlsx, same),
         ("xls (LibreOffice)", "price.xls", SourceKind::Xls, same),
         ("ods (LibreOffice)", "price.ods", SourceKind::Ods, same),

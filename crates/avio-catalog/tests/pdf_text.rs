@@ -103,11 +103,8 @@ fn single_page(doc: &mut Document, content: Vec<u8>, resources: lopdf::Dictionar
 
 fn assert_table(bytes: &[u8]) {
     let conversion = convert(bytes, SourceKind::Pdf, &Limits::default()).unwrap();
-    let got: Vec<(String, String, String)> = conversion
-        .rows
-        .iter()
-        .map(|r| (r.sku.clone(), r.name.clone(), r.price.clone()))
-        .collect();
+    let got: Vec<(String, String, String)> =
+        conversion.rows.iter().map(|r| (r.sku.clone(), r.name.clone(), r.price.clone())).collect();
     assert_eq!(
         got,
         vec![
@@ -188,11 +185,8 @@ fn text_inside_form_xobjects_is_read_with_the_form_matrix() {
         },
         shifted,
     ));
-    let bytes = single_page(
-        &mut doc,
-        b"q /Fm1 Do Q".to_vec(),
-        dictionary! { "XObject" => dictionary! { "Fm1" => form } },
-    );
+    let bytes =
+        single_page(&mut doc, b"q /Fm1 Do Q".to_vec(), dictionary! { "XObject" => dictionary! { "Fm1" => form } });
     assert_table(&bytes);
 }
 
@@ -236,10 +230,32 @@ fn undecodable_fonts_fail_with_a_reason_instead_of_garbage() {
         "Type" => "Font", "Subtype" => "Type0", "BaseFont" => "X", "Encoding" => "Identity-H",
         "DescendantFonts" => vec![descendant.into()],
     });
-    let content = table_content(|s| format!("<{}>", s.chars().map(|c| format!("{:04X}", c as u32 % 500)).collect::<String>()), "F1");
+    let content = table_content(
+        |s| format!("<{}>", s.chars().map(|c| format!("{:04X}", c as u32 % 500)).collect::<String>()),
+        "F1",
+    );
     let bytes = single_page(&mut doc, content, dictionary! { "Font" => dictionary! { "F1" => font } });
     match convert(&bytes, SourceKind::Pdf, &Limits::default()) {
         Err(CatalogError::NoTable(reason)) => assert!(reason.contains("cannot be decoded"), "{reason}"),
         other => panic!("expected NoTable, got {other:?}"),
     }
+}
+
+#[test]
+fn rotated_pages_are_read_as_displayed() {
+    // A /Rotate 90 page whose content is drawn sideways so that it reads upright on screen.
+    let mut doc = Document::with_version("1.5");
+    let font = cyrillic_simple_font(&mut doc, None);
+    let mut content = b"q 0 1 -1 0 842 0 cm\n".to_vec();
+    content.extend(table_content(|s| literal(&encode_simple(s)), "F1"));
+    content.extend_from_slice(b"Q\n");
+    let bytes = single_page(&mut doc, content, dictionary! { "Font" => dictionary! { "F1" => font } });
+    let mut doc = Document::load_mem(&bytes).unwrap();
+    let page_id = *doc.get_pages().values().next().unwrap();
+    if let Ok(Object::Dictionary(page)) = doc.get_object_mut(page_id) {
+        page.set("Rotate", 90);
+    }
+    let mut rotated = Vec::new();
+    doc.save_to(&mut rotated).unwrap();
+    assert_table(&rotated);
 }

@@ -104,11 +104,9 @@ impl Font {
                 }
             }
         } else {
-            font.simple_map = simple_encoding(doc, dict, &subtype);
-            font.first_char = dict_get(doc, dict, b"FirstChar")
-                .and_then(num)
-                .map(|v| v.clamp(0.0, 255.0) as u32)
-                .unwrap_or(0);
+            font.simple_map = simple_encoding(doc, dict, subtype);
+            font.first_char =
+                dict_get(doc, dict, b"FirstChar").and_then(num).map(|v| v.clamp(0.0, 255.0) as u32).unwrap_or(0);
             if let Some(widths) = dict_get(doc, dict, b"Widths").and_then(|o| o.as_array().ok()) {
                 font.widths = widths.iter().take(256).map(|w| num(deref(doc, w)).unwrap_or(0.0)).collect();
             }
@@ -117,7 +115,8 @@ impl Font {
                 .and_then(|d| dict_get(doc, d, b"MissingWidth"))
                 .and_then(num);
             // Standard-14 fonts come without widths; half an em is a fair average advance.
-            font.default_width = missing.filter(|w| *w > 0.0).unwrap_or(if font.widths.is_empty() { 550.0 } else { 0.0 });
+            font.default_width =
+                missing.filter(|w| *w > 0.0).unwrap_or(if font.widths.is_empty() { 550.0 } else { 0.0 });
             if subtype == b"Type3" {
                 let scale = dict_get(doc, dict, b"FontMatrix")
                     .and_then(|o| o.as_array().ok())
@@ -265,7 +264,8 @@ fn cmap_tokens(bytes: &[u8]) -> Vec<Token> {
                 if digits.len() % 2 == 1 {
                     digits.push(0);
                 }
-                tokens.push(Token::Hex(digits.chunks(2).map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0)).collect()));
+                tokens
+                    .push(Token::Hex(digits.chunks(2).map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0)).collect()));
             }
             b'[' => {
                 tokens.push(Token::Open);
@@ -299,7 +299,8 @@ fn cmap_tokens(bytes: &[u8]) -> Vec<Token> {
                 while bytes.get(pos).is_some_and(|c| !is_delimiter(*c)) {
                     pos += 1;
                 }
-                tokens.push(Token::Name(String::from_utf8_lossy(bytes.get(start..pos).unwrap_or_default()).into_owned()));
+                tokens
+                    .push(Token::Name(String::from_utf8_lossy(bytes.get(start..pos).unwrap_or_default()).into_owned()));
             }
             c if c.is_ascii_whitespace() => pos += 1,
             _ => {
@@ -311,7 +312,8 @@ fn cmap_tokens(bytes: &[u8]) -> Vec<Token> {
                     pos += 1;
                     continue;
                 }
-                tokens.push(Token::Word(String::from_utf8_lossy(bytes.get(start..pos).unwrap_or_default()).into_owned()));
+                tokens
+                    .push(Token::Word(String::from_utf8_lossy(bytes.get(start..pos).unwrap_or_default()).into_owned()));
             }
         }
     }
@@ -327,10 +329,8 @@ fn code_of(bytes: &[u8]) -> u32 {
 }
 
 fn utf16_text(bytes: &[u8]) -> String {
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0)))
-        .collect();
+    let units: Vec<u16> =
+        bytes.chunks(2).map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0))).collect();
     String::from_utf16_lossy(&units)
 }
 

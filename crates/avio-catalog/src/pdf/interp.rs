@@ -89,16 +89,7 @@ struct GState {
 
 impl GState {
     fn new(ctm: Matrix) -> Self {
-        Self {
-            ctm,
-            font: None,
-            size: 0.0,
-            char_spacing: 0.0,
-            word_spacing: 0.0,
-            h_scale: 1.0,
-            leading: 0.0,
-            rise: 0.0,
-        }
+        Self { ctm, font: None, size: 0.0, char_spacing: 0.0, word_spacing: 0.0, h_scale: 1.0, leading: 0.0, rise: 0.0 }
     }
 }
 
@@ -119,14 +110,7 @@ pub(crate) struct Interpreter<'a> {
 
 impl<'a> Interpreter<'a> {
     pub(crate) fn new(doc: &'a Document, limits: &'a Limits) -> Self {
-        Self {
-            doc,
-            limits,
-            fonts: HashMap::new(),
-            ops_used: 0,
-            bytes_used: 0,
-            decoded: Vec::new(),
-        }
+        Self { doc, limits, fonts: HashMap::new(), ops_used: 0, bytes_used: 0, decoded: Vec::new() }
     }
 
     fn budget_left(&self) -> u64 {
@@ -145,7 +129,9 @@ impl<'a> Interpreter<'a> {
         let doc = self.doc;
         let budget = usize::try_from(self.budget_left()).unwrap_or(usize::MAX);
         let content = doc.get_page_content_with_limit(page_id, budget).map_err(|error| match error {
-            lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }) => too_much_content(self.limits),
+            lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }) => {
+                too_much_content(self.limits)
+            }
             other => CatalogError::Corrupt(format!("PDF file: a page's content cannot be read ({other})")),
         })?;
         self.charge_bytes(content.len())?;
@@ -156,11 +142,24 @@ impl<'a> Interpreter<'a> {
         }
         let mut page = PageText::default();
         let mut forms = Vec::new();
-        self.run_content(&content, &scopes, GState::new(IDENTITY), &mut forms, &mut page)?;
+        // Lay the page out as it is displayed: a /Rotate'd page holds sideways text that
+        // reads upright once the rotation is applied.
+        let start = match page_rotation(doc, page_id) {
+            90 => [0.0, -1.0, 1.0, 0.0, 0.0, 0.0],
+            180 => [-1.0, 0.0, 0.0, -1.0, 0.0, 0.0],
+            270 => [0.0, 1.0, -1.0, 0.0, 0.0, 0.0],
+            _ => IDENTITY,
+        };
+        self.run_content(&content, &scopes, GState::new(start), &mut forms, &mut page)?;
         Ok(page)
     }
 
-    fn lookup(&self, scopes: &[&'a Dictionary], category: &[u8], name: &[u8]) -> Option<(Option<ObjectId>, &'a Object)> {
+    fn lookup(
+        &self,
+        scopes: &[&'a Dictionary],
+        category: &[u8],
+        name: &[u8],
+    ) -> Option<(Option<ObjectId>, &'a Object)> {
         let doc = self.doc;
         scopes.iter().find_map(|scope| {
             let group = dict_get(doc, scope, category).and_then(as_dict)?;
@@ -214,7 +213,7 @@ impl<'a> Interpreter<'a> {
                     self.limits.max_ops
                 )));
             }
-            if self.ops_used % 4096 == 0 {
+            if self.ops_used.is_multiple_of(4096) {
                 self.limits.check_deadline()?;
             }
             let operands = &op.operands;
@@ -378,7 +377,8 @@ impl<'a> Interpreter<'a> {
                 [v(0), v(1), v(2), v(3), v(4), v(5)]
             })
             .unwrap_or(IDENTITY);
-        let own: Vec<&'a Dictionary> = dict_get(doc, &stream.dict, b"Resources").and_then(as_dict).into_iter().collect();
+        let own: Vec<&'a Dictionary> =
+            dict_get(doc, &stream.dict, b"Resources").and_then(as_dict).into_iter().collect();
         let form_scopes: Vec<&'a Dictionary> = if own.is_empty() { scopes.to_vec() } else { own };
         let mut form_gs = gs.clone();
         form_gs.ctm = mul(&matrix, &gs.ctm);
@@ -417,6 +417,19 @@ impl<'a> Interpreter<'a> {
             *tm = mul(&[1.0, 0.0, 0.0, 1.0, tx, 0.0], tm);
         }
     }
+}
+
+/// The page's /Rotate (inherited through the page tree), normalized to 0/90/180/270.
+fn page_rotation(doc: &Document, page_id: ObjectId) -> i64 {
+    let mut node = doc.get_dictionary(page_id).ok();
+    for _ in 0..32 {
+        let Some(dict) = node else { break };
+        if let Some(Object::Integer(rotate)) = dict_get(doc, dict, b"Rotate") {
+            return rotate.rem_euclid(360) / 90 * 90;
+        }
+        node = dict_get(doc, dict, b"Parent").and_then(as_dict);
+    }
+    0
 }
 
 fn push_char(page: &mut PageText, ch: char, x: f64, y: f64, width: f64, size: f64) {

@@ -134,12 +134,8 @@ fn split_words(glyphs: &[&Glyph]) -> Vec<Word> {
                 word.size = word.size.max(glyph.size);
             }
             None => {
-                current = Some(Word {
-                    x0: glyph.x,
-                    x1: glyph.x + glyph.width,
-                    size: glyph.size,
-                    text: glyph.ch.to_string(),
-                });
+                current =
+                    Some(Word { x0: glyph.x, x1: glyph.x + glyph.width, size: glyph.size, text: glyph.ch.to_string() });
             }
         }
     }
@@ -216,7 +212,9 @@ fn is_page_number(line: &Line) -> bool {
     match tokens.as_slice() {
         [n] => n.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '—'),
         [a, sep, b] => {
-            a.chars().all(|c| c.is_ascii_digit()) && matches!(*sep, "из" | "of") && b.chars().all(|c| c.is_ascii_digit())
+            a.chars().all(|c| c.is_ascii_digit())
+                && matches!(*sep, "из" | "of")
+                && b.chars().all(|c| c.is_ascii_digit())
         }
         [a, b] => a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit()),
         _ => false,
@@ -315,7 +313,10 @@ pub(crate) fn extract_table(pages: &[PageLines]) -> Option<Table> {
         let n_anchored = anchored.iter().filter(|a| **a).count();
         let top = body.first().map(|l| l.y).unwrap_or(0.0);
         let bottom = body.last().map(|l| l.y).unwrap_or(0.0);
-        let inside = boundaries.iter().filter(|y| **y <= top + 2.0 * body_size(body) && **y >= bottom - 2.0 * body_size(body)).count();
+        let inside = boundaries
+            .iter()
+            .filter(|y| **y <= top + 2.0 * body_size(body) && **y >= bottom - 2.0 * body_size(body))
+            .count();
         if inside >= 2 && inside * 2 >= n_anchored {
             band_records(body, &cells, &anchored, &boundaries, header_y, price_col, &mut records);
         } else {
@@ -370,10 +371,8 @@ fn find_columns<'l>(body: impl Iterator<Item = &'l Line>, header: &'l Line, labe
             _ => {}
         }
     }
-    let mut columns: Vec<Column> = intervals
-        .into_iter()
-        .map(|(x0, x1)| Column { x0, x1, field: None, header: String::new() })
-        .collect();
+    let mut columns: Vec<Column> =
+        intervals.into_iter().map(|(x0, x1)| Column { x0, x1, field: None, header: String::new() }).collect();
     // Each header label names the interval it overlaps most; a label over a gap gets its own.
     let mut owners: Vec<Vec<&Label>> = vec![Vec::new(); columns.len()];
     let mut extra: Vec<Column> = Vec::new();
@@ -454,7 +453,9 @@ fn word_columns(line: &Line, columns: &[Column]) -> Vec<usize> {
         if placed.get(idx).is_some_and(|(_, inside)| *inside) {
             continue;
         }
-        let (Some(word), prev, next) = (line.words.get(idx), idx.checked_sub(1).and_then(|i| line.words.get(i)), line.words.get(idx + 1)) else {
+        let (Some(word), prev, next) =
+            (line.words.get(idx), idx.checked_sub(1).and_then(|i| line.words.get(i)), line.words.get(idx + 1))
+        else {
             continue;
         };
         if let Some(prev) = prev
@@ -505,11 +506,7 @@ fn row_boundaries(rules: &[HRule], columns: &[Column]) -> Vec<f64> {
     let (Some(first), Some(last)) = (columns.first(), columns.last()) else { return Vec::new() };
     let (left, right) = (first.x0, last.x1);
     let width = (right - left).max(1.0);
-    let mut relevant: Vec<HRule> = rules
-        .iter()
-        .filter(|r| r.x1 > left - 5.0 && r.x0 < right + 5.0)
-        .copied()
-        .collect();
+    let mut relevant: Vec<HRule> = rules.iter().filter(|r| r.x1 > left - 5.0 && r.x0 < right + 5.0).copied().collect();
     relevant.sort_by(|a, b| b.y.total_cmp(&a.y));
     let mut boundaries = Vec::new();
     let mut idx = 0;
@@ -635,9 +632,12 @@ fn loose_records(
             kinds.push(Kind::Anchor);
             continue;
         }
-        let prev = anchors.iter().rev().find(|a| **a < idx).copied();
-        let next = anchors.iter().find(|a| **a > idx).copied();
-        let distance = |a: Option<usize>| a.and_then(|a| body.get(a)).map(|l| (l.y - line.y).abs()).unwrap_or(f64::INFINITY);
+        // Anchors are sorted: binary search keeps huge hostile pages linear-logarithmic.
+        let split = anchors.partition_point(|a| *a < idx);
+        let prev = split.checked_sub(1).and_then(|i| anchors.get(i)).copied();
+        let next = anchors.get(split).copied();
+        let distance =
+            |a: Option<usize>| a.and_then(|a| body.get(a)).map(|l| (l.y - line.y).abs()).unwrap_or(f64::INFINITY);
         let (d_prev, d_next) = (distance(prev), distance(next));
         let line_phrases = phrases(line);
         let touched = line_cells_count(line, columns);

@@ -24,10 +24,7 @@ pub(crate) fn convert(bytes: &[u8], limits: &Limits) -> Result<Conversion, Catal
 
 fn convert_inner(bytes: &[u8], limits: &Limits) -> Result<Conversion, CatalogError> {
     let max_stream = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
-    let options = LoadOptions {
-        max_decompressed_size: Some(max_stream),
-        ..LoadOptions::default()
-    };
+    let options = LoadOptions { max_decompressed_size: Some(max_stream), ..LoadOptions::default() };
     let doc = Document::load_mem_with_options(bytes, options).map_err(|error| match error {
         lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }) => CatalogError::TooLarge(
             format!("a PDF stream decompresses to more than {} bytes", limits.max_decompressed_bytes),
@@ -86,7 +83,9 @@ fn convert_inner(bytes: &[u8], limits: &Limits) -> Result<Conversion, CatalogErr
         }));
     }
     let table = extract_table(&pages).ok_or_else(|| {
-        CatalogError::NoTable("no header row with column names such as Артикул, Наименование, Цена in the PDF text".to_string())
+        CatalogError::NoTable(
+            "no header row with column names such as Артикул, Наименование, Цена in the PDF text".to_string(),
+        )
     })?;
     let mut builder = TableBuilder::new(&table.header, table.fields, limits);
     for record in &table.records {

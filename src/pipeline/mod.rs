@@ -1,0 +1,98 @@
+//! The message pipeline (SPEC 5): incoming messages into the durable inbox, the inbox
+//! worker (contacts, leads, messages, then the bot), and the outbox (guards, delivery
+//! through channel drivers, results).
+
+mod attachments;
+pub mod inbox;
+pub mod outbox;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
+
+use crate::app::AppState;
+use crate::domain::MessageIn;
+use crate::queue::{EnqueueOptions, Enqueued, INBOX, QueueError};
+use crate::store::IngestOutcome;
+
+/// What the inbox worker calls after a message is stored. The bot implements it;
+/// it must be idempotent, because a crash can hand it the same message twice.
+pub trait BotHook: Send + Sync {
+    fn on_message<'a>(
+        &'a self,
+        state: &'a AppState,
+        message: &'a MessageIn,
+        stored: &'a IngestOutcome,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// A hook that does nothing (no bot configured).
+pub struct NoBot;
+
+impl BotHook for NoBot {
+    fn on_message<'a>(
+        &'a self,
+        _: &'a AppState,
+        _: &'a MessageIn,
+        _: &'a IngestOutcome,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Wakes the workers as soon as there is work, instead of waiting for their poll.
+#[derive(Default)]
+pub struct Wakers {
+    pub inbox: Notify,
+    pub outbox: Notify,
+}
+
+/// Puts an incoming message (from a webhook or an in-process session) into the
+/// durable inbox; a repeat of `(tenant, channel, message_id)` is acknowledged and
+/// not queued again. Returns after the commit holding it is durable.
+pub async fn accept_incoming(state: &AppState, message: &MessageIn) -> Result<Enqueued, QueueError> {
+    let options = EnqueueOptions { dedupe_key: Some(message.dedupe_key()), durable: true, ..Default::default() };
+    let outcome = state.queues.enqueue(INBOX, message, options).await?;
+    match outcome {
+        Enqueued::Queued(id) => {
+            tracing::info!(event = "incoming_enqueued", ch = %message.channel, tenant = %message.tenant,
+                peer = %message.peer, message_id = %message.message_id, item = id);
+            state.wake.inbox.notify_one();
+        }
+        Enqueued::Duplicate => {
+            tracing::info!(event = "incoming_duplicate", ch = %message.channel, tenant = %message.tenant,
+                message_id = %message.message_id);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Feeds what channel sessions report into the pipeline: incoming messages into the
+/// inbox, state changes into logs and metrics, delivery acks into message statuses.
+pub async fn channel_events(
+    state: AppState,
+    events: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<crate::channels::ChannelEvent>>>,
+) {
+    use crate::channels::ChannelEvent;
+    let mut events = events.lock().await;
+    while let Some(event) = events.recv().await {
+        match event {
+            ChannelEvent::Incoming(message) => {
+                // Durable before the session moves on; retried while the store is busy.
+                let mut delay = std::time::Duration::from_millis(100);
+                while let Err(e) = accept_incoming(&state, &message).await {
+                    tracing::error!(event = "incoming_enqueue_failed", ch = %message.channel, error = %e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+            }
+            ChannelEvent::State { tenant, channel, from, to } => {
+                tracing::info!(event = "channel_state", ch = %channel, tenant = %tenant, from = %from, to = %to);
+            }
+            ChannelEvent::Delivery { tenant, channel, provider_message_id, status } => {
+                if let Err(e) = state.store.set_delivery_status(tenant, channel, provider_message_id, status).await {
+                    tracing::warn!(event = "delivery_status_failed", error = %e);
+                }
+            }
+        }
+    }
+}
