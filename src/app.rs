@@ -123,6 +123,8 @@ impl Application {
         let mut components = JoinSet::new();
         spawn_component(&mut components, &state, "inbox_worker", pipeline::inbox::run);
         spawn_component(&mut components, &state, "outbox_worker", pipeline::outbox::run);
+        #[cfg(feature = "wip-catalog")]
+        spawn_component(&mut components, &state, "catalog_worker", crate::catalog::worker::run);
         let events_rx = Arc::new(tokio::sync::Mutex::new(events_rx));
         spawn_component(&mut components, &state, "channel_events", move |state| {
             pipeline::channel_events(state, events_rx.clone())

@@ -70,6 +70,10 @@ pub struct Config {
     pub avito_client_secret: Option<Secret>,
     pub avito_api_base: String,
     pub avito_webhook_url: String,
+    /// Avito's authorize page (`AVITO_AUTH_URL`); tests point it at a local fake.
+    pub avito_auth_url: String,
+    /// How often the Avito backstop poller reads unread chats.
+    pub avito_poll_interval: Duration,
     pub openai_api_key: Option<Secret>,
     pub openai_model: String,
     pub openai_base_url: String,
@@ -84,6 +88,10 @@ pub struct Config {
     pub bot_debounce: Duration,
     pub bot_pause_after_operator: Duration,
     pub llm_daily_tokens_per_tenant: Option<u64>,
+    /// Delivery attempts before a job is dead-lettered.
+    pub outbox_max_attempts: u32,
+    /// First retry delay; each retry doubles it (with jitter), up to 5 minutes.
+    pub outbox_retry_base: Duration,
 }
 
 /// A bad configuration value; its `Display` is the one line start-up prints.
@@ -115,6 +123,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("AVITO_CLIENT_SECRET", ""),
     ("AVITO_API_BASE", "https://api.avito.ru"),
     ("AVITO_WEBHOOK_URL", "APP_BASE_URL/webhook/avito"),
+    ("AVITO_AUTH_URL", "https://avito.ru/oauth"),
+    ("AVITO_POLL_INTERVAL_S", "180"),
     ("OPENAI_API_KEY", ""),
     ("OPENAI_MODEL", "gpt-4o-mini"),
     ("OPENAI_BASE_URL", "https://api.openai.com/v1"),
@@ -128,6 +138,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("BOT_DEBOUNCE_MS", "3000"),
     ("BOT_PAUSE_AFTER_OPERATOR_MIN", "60"),
     ("LLM_DAILY_TOKENS_PER_TENANT", ""),
+    ("OUTBOX_MAX_ATTEMPTS", "6"),
+    ("OUTBOX_RETRY_BASE_MS", "2000"),
 ];
 
 /// Reads variables: the env file first (when given), then the process environment,
@@ -292,6 +304,11 @@ impl Config {
             None => format!("{app_base_url}/webhook/avito"),
         };
 
+        let avito_poll_interval_s = v.number::<u64>("AVITO_POLL_INTERVAL_S")?.unwrap_or(180);
+        if avito_poll_interval_s == 0 {
+            return Err(err("AVITO_POLL_INTERVAL_S", "must be at least 1"));
+        }
+
         let log_format = match v.get("LOG_FORMAT").map(|s| s.to_ascii_lowercase()).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -316,6 +333,8 @@ impl Config {
             avito_client_secret,
             avito_api_base: v.url("AVITO_API_BASE", "https://api.avito.ru")?,
             avito_webhook_url,
+            avito_auth_url: v.url("AVITO_AUTH_URL", "https://avito.ru/oauth")?,
+            avito_poll_interval: Duration::from_secs(avito_poll_interval_s),
             openai_api_key: v.secret("OPENAI_API_KEY"),
             openai_model: v.string("OPENAI_MODEL", "gpt-4o-mini"),
             openai_base_url: v.url("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
@@ -339,6 +358,8 @@ impl Config {
                 60 * v.number::<u64>("BOT_PAUSE_AFTER_OPERATOR_MIN")?.unwrap_or(60),
             ),
             llm_daily_tokens_per_tenant: v.number::<u64>("LLM_DAILY_TOKENS_PER_TENANT")?,
+            outbox_max_attempts: v.number::<u32>("OUTBOX_MAX_ATTEMPTS")?.unwrap_or(6).max(1),
+            outbox_retry_base: Duration::from_millis(v.number::<u64>("OUTBOX_RETRY_BASE_MS")?.unwrap_or(2000)),
             data_dir,
         })
     }
@@ -366,6 +387,8 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("./data"));
         assert_eq!(cfg.tg_sessions_dir, PathBuf::from("./data/tg_sessions"));
         assert_eq!(cfg.avito_webhook_url, "http://127.0.0.1:8000/webhook/avito");
+        assert_eq!(cfg.avito_auth_url, "https://avito.ru/oauth");
+        assert_eq!(cfg.avito_poll_interval, Duration::from_secs(180));
         assert_eq!(cfg.openai_model, "gpt-4o-mini");
         assert_eq!(cfg.wa_max_sessions, 20);
         assert!(cfg.inbox_enabled);

@@ -8,6 +8,7 @@
 //! - [`queue`]: the redb store; durable queues, TTL cache and dialog state.
 //! - [`http`]: the thin HTTP layer and the one place that knows SPEC error bodies.
 //! - [`pipeline`]: inbox and outbox workers; [`channels`]: the driver interface.
+//! - `catalog`: price-list uploads, conversion jobs and the current catalog.
 //! - [`dialog`]: sales state; [`guardrails`]: sliding-window health ratios.
 //! - [`telemetry`] and [`metrics`]: logs and Prometheus series.
 //! - [`access`]: tenant keys, `PUBLIC_KEY`, provider tokens.
@@ -17,6 +18,8 @@
 
 pub mod access;
 pub mod app;
+#[cfg(feature = "wip-catalog")]
+pub mod catalog;
 pub mod channels;
 pub mod client;
 pub mod config;

@@ -41,6 +41,17 @@ enum Command {
     },
     /// Apply database migrations (works on DATA_DIR directly) and print the schema.
     Migrate,
+    /// Catalog tools that work offline, without the daemon.
+    #[cfg(feature = "wip-catalog")]
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+}
+
+#[cfg(feature = "wip-catalog")]
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Convert a price list (.pdf .csv .xlsx .xls .ods) and print the normalized CSV.
+    Convert { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +296,22 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             }
             println!("contacts:  {}", report.contacts_columns.join(", "));
         }
+        #[cfg(feature = "wip-catalog")]
+        Command::Catalog(CatalogCmd::Convert { file }) => catalog_convert(&file)?,
     }
+    Ok(())
+}
+
+/// `catalog convert FILE`: the normalized CSV on stdout, warnings on stderr.
+#[cfg(feature = "wip-catalog")]
+fn catalog_convert(file: &Path) -> Result<(), Failure> {
+    let conversion =
+        avio::catalog::convert_file(file).map_err(|e| Failure::Failed(format!("catalog convert: {e:#}")))?;
+    for warning in &conversion.warnings {
+        eprintln!("avioctl: warning: {warning}");
+    }
+    let stdout = std::io::stdout();
+    avio_catalog::write_csv(&conversion.rows, stdout.lock())
+        .map_err(|e| Failure::Failed(format!("catalog convert: write stdout: {e}")))?;
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! [`EventSink`]; the app feeds incoming messages into the same inbox as webhooks.
 //! Only this module and its children know channel-specific types.
 
+#[cfg(feature = "wip-avito")]
+pub mod avito;
 pub mod simulator;
 
 use std::collections::HashMap;

@@ -4,6 +4,8 @@ pub mod error;
 pub mod extract;
 
 mod admin;
+#[cfg(feature = "wip-catalog")]
+mod catalog;
 mod ops;
 mod public;
 mod send;
@@ -45,6 +47,17 @@ pub fn router(state: AppState) -> Router {
         .route("/pub/wa/qr.svg", get(webhook::qr_svg))
         .route("/pub/settings/get", get(public::settings_get))
         .route("/pub/settings/save", post(public::settings_save))
+        .merge(catalog_routes(&state))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
+}
+
+#[cfg(feature = "wip-catalog")]
+fn catalog_routes(state: &AppState) -> Router<AppState> {
+    catalog::routes(state)
+}
+
+#[cfg(not(feature = "wip-catalog"))]
+fn catalog_routes(_: &AppState) -> Router<AppState> {
+    Router::new()
 }

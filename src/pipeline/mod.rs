@@ -44,6 +44,8 @@ impl BotHook for NoBot {
 pub struct Wakers {
     pub inbox: Notify,
     pub outbox: Notify,
+    #[cfg(feature = "wip-catalog")]
+    pub catalog: Notify,
 }
 
 /// Puts an incoming message (from a webhook or an in-process session) into the

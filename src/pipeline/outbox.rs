@@ -18,8 +18,14 @@ use crate::domain::{Channel, TransportMessage, now_rfc3339};
 use crate::queue::{EnqueueOptions, Enqueued, FailOutcome, Leased, OUTBOX, QueueError, RetryPolicy};
 use crate::store::{LeadRef, OutboundRecord, OutboxJobRow, StoreError};
 
-pub const POLICY: RetryPolicy =
-    RetryPolicy { max_attempts: 6, base: Duration::from_secs(2), max: Duration::from_secs(300) };
+/// Retries from `OUTBOX_MAX_ATTEMPTS` and `OUTBOX_RETRY_BASE_MS`, capped at 5 minutes.
+fn policy(state: &AppState) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: state.config.outbox_max_attempts,
+        base: state.config.outbox_retry_base,
+        max: Duration::from_secs(300),
+    }
+}
 const LEASE: Duration = Duration::from_secs(120);
 const BATCH: usize = 16;
 
@@ -216,7 +222,7 @@ async fn deliver(state: &AppState, leased: &Leased) {
             tracing::error!(event = "outbox_corrupt_item", item = leased.id, error = %e);
             let _ = state
                 .queues
-                .fail(OUTBOX, leased.id, &format!("corrupt item: {e}"), RetryPolicy { max_attempts: 0, ..POLICY })
+                .fail(OUTBOX, leased.id, &format!("corrupt item: {e}"), RetryPolicy { max_attempts: 0, ..policy(state) })
                 .await;
             return;
         }
@@ -275,7 +281,7 @@ async fn handle_error(state: &AppState, leased: &Leased, item: &OutboxItem, lead
 }
 
 async fn retry(state: &AppState, leased: &Leased, item: &OutboxItem, reason: &str) {
-    match state.queues.fail(OUTBOX, leased.id, reason, POLICY).await {
+    match state.queues.fail(OUTBOX, leased.id, reason, policy(state)).await {
         Ok(FailOutcome::RetryAt(_)) => {
             tracing::warn!(event = "send_retry", channel = %item.message.channel, job_id = %item.job_id,
                 attempt = leased.attempts, reason);

@@ -389,6 +389,20 @@ impl Queues {
         .await
     }
 
+    /// Reads and removes a live cache value in one write transaction, so a value
+    /// (an OAuth `state`) can be used once even when two requests race for it.
+    pub async fn kv_take(&self, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        let key = key.to_string();
+        self.writer
+            .write(false, move |txn| {
+                let mut kv = txn.open_table(KV)?;
+                let Some(guard) = kv.remove(key.as_str())? else { return Ok(None) };
+                let (expires, value) = guard.value();
+                Ok((expires == 0 || expires > now_ms()).then(|| value.to_vec()))
+            })
+            .await
+    }
+
     pub async fn kv_delete(&self, key: &str) -> Result<(), QueueError> {
         let key = key.to_string();
         self.writer

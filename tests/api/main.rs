@@ -4,4 +4,6 @@
 mod common;
 
 mod access;
+mod outbox;
 mod tenants;
+mod webhooks;

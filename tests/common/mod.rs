@@ -10,6 +10,8 @@ use avio::app::Application;
 use avio::config::Config;
 use avio::http::AppState;
 use serde_json::Value;
+
+pub mod recording;
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -49,8 +51,20 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Starts an app with injected parts (a recording channel driver, a bot).
+pub async fn spawn_app_ext(overrides: &[(&str, &str)], extensions: avio::app::Extensions) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_app_full(dir.path(), overrides, extensions).await;
+    app._dir = Some(dir);
+    app
+}
+
 /// Starts an app on an existing data directory (restart tests).
 pub async fn spawn_app_in(data_dir: &Path, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_full(data_dir, overrides, avio::app::Extensions::default()).await
+}
+
+pub async fn spawn_app_full(data_dir: &Path, overrides: &[(&str, &str)], extensions: avio::app::Extensions) -> TestApp {
     init_test_log();
     let mut vars = base_vars(data_dir);
     for (k, v) in overrides {
@@ -61,7 +75,7 @@ pub async fn spawn_app_in(data_dir: &Path, overrides: &[(&str, &str)]) -> TestAp
         }
     }
     let config = Config::from_vars(&vars).expect("test config");
-    let app = Application::build(config).await.expect("build app");
+    let app = Application::build_with(config, extensions).await.expect("build app");
     let port = app.port();
     let state = app.state().clone();
     let shutdown = app.shutdown_token();
@@ -144,6 +158,15 @@ impl TestApp {
         assert_eq!(status, 200, "{body}");
         body["provider_token"].as_str().unwrap().to_string()
     }
+}
+
+/// Opens the app's SQLite database for assertions (WAL allows a second reader).
+pub fn db(data_dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(data_dir.join("avio.db")).unwrap()
+}
+
+pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 pub async fn split(response: reqwest::Response) -> (u16, Value) {
