@@ -48,6 +48,15 @@ pub struct AppState {
     pub wake: Arc<Wakers>,
     /// Outbound HTTP (attachments, LLM, Avito): one pool for the process.
     pub http_client: reqwest::Client,
+    /// Avito tokens, connection and sends, shared by the driver, handlers and poller.
+    #[cfg(feature = "wip-avito")]
+    pub avito: crate::channels::avito::Avito,
+    /// Every tenant's Telegram session (login routes, status, the driver).
+    #[cfg(feature = "wip-telegram")]
+    pub telegram: Arc<crate::channels::telegram::TelegramHub>,
+    /// Every tenant's WhatsApp session (routes, status, the driver).
+    #[cfg(feature = "wip-whatsapp")]
+    pub whatsapp: crate::channels::whatsapp::WhatsApp,
     pub cancel: CancellationToken,
 }
 
@@ -57,6 +66,9 @@ pub struct AppState {
 pub struct Extensions {
     pub drivers: Vec<(Channel, Arc<dyn DriverFactory>)>,
     pub bot: Option<Arc<dyn BotHook>>,
+    /// Opens Telegram accounts instead of grammers (tests script them).
+    #[cfg(feature = "wip-telegram")]
+    pub telegram_accounts: Option<Arc<dyn crate::channels::telegram::AccountFactory>>,
 }
 
 pub struct Application {
@@ -97,6 +109,48 @@ impl Application {
             .user_agent(concat!("avio/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("build the HTTP client")?;
+        #[cfg(feature = "wip-avito")]
+        let avito = crate::channels::avito::Avito::new(
+            config.clone(),
+            http_client.clone(),
+            tenants.clone(),
+            queues.clone(),
+            access.clone(),
+        );
+        // An injected Avito driver (tests) wins over the real one.
+        #[cfg(feature = "wip-avito")]
+        factories
+            .entry(Channel::Avito)
+            .or_insert_with(|| Arc::new(crate::channels::avito::AvitoFactory(avito.clone())));
+        // Without TELEGRAM_API_ID/HASH the hub has no accounts and answers tg_unavailable.
+        #[cfg(feature = "wip-telegram")]
+        let telegram = {
+            use crate::channels::telegram::{AccountFactory, TelegramHub, Timing, grammers::GrammersFactory};
+            let accounts: Option<Arc<dyn AccountFactory>> = config.telegram.as_ref().map(|app| {
+                extensions.telegram_accounts.clone().unwrap_or_else(|| Arc::new(GrammersFactory::new(app.clone())))
+            });
+            let hub = TelegramHub::new(
+                accounts,
+                config.tg_sessions_dir.clone(),
+                data_dir.to_path_buf(),
+                events_tx.clone(),
+                Timing::default(),
+            );
+            factories.entry(Channel::Telegram).or_insert_with(|| hub.clone() as Arc<dyn DriverFactory>);
+            hub
+        };
+        let metrics = Arc::new(Metrics::new());
+        // An injected WhatsApp driver (tests) wins over the browser sessions.
+        #[cfg(feature = "wip-whatsapp")]
+        let whatsapp = crate::channels::whatsapp::WhatsApp::new(
+            &config,
+            queues.clone(),
+            files.clone(),
+            metrics.clone(),
+            events_tx.clone(),
+        );
+        #[cfg(feature = "wip-whatsapp")]
+        factories.entry(Channel::Whatsapp).or_insert_with(|| whatsapp.factory());
         let state = AppState {
             whitelist: Arc::new(Whitelist::new(&config.outbox_whitelist)),
             config: config.clone(),
@@ -106,7 +160,7 @@ impl Application {
             queues,
             access,
             tenants,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             guardrails: Arc::new(Guardrails::new()),
             channels: Arc::new(ChannelRegistry::new(factories, events_tx)),
             simulator,
@@ -114,6 +168,12 @@ impl Application {
             waiters: Arc::new(JobWaiters::default()),
             wake: Arc::new(Wakers::default()),
             http_client,
+            #[cfg(feature = "wip-avito")]
+            avito,
+            #[cfg(feature = "wip-telegram")]
+            telegram,
+            #[cfg(feature = "wip-whatsapp")]
+            whatsapp,
             cancel: CancellationToken::new(),
         };
 
@@ -123,8 +183,19 @@ impl Application {
         let mut components = JoinSet::new();
         spawn_component(&mut components, &state, "inbox_worker", pipeline::inbox::run);
         spawn_component(&mut components, &state, "outbox_worker", pipeline::outbox::run);
+        #[cfg(feature = "wip-avito")]
+        spawn_component(&mut components, &state, "avito_poller", crate::channels::avito::poller::run);
         #[cfg(feature = "wip-catalog")]
         spawn_component(&mut components, &state, "catalog_worker", crate::catalog::worker::run);
+        // Authorized Telegram sessions come back on their own; each tenant in its own task.
+        #[cfg(feature = "wip-telegram")]
+        tokio::spawn({
+            let hub = state.telegram.clone();
+            async move { hub.restore_all().await }
+        });
+        // WhatsApp sessions that were ready come back from their profiles.
+        #[cfg(feature = "wip-whatsapp")]
+        state.whatsapp.restore_at_boot(state.access.tenant_ids());
         let events_rx = Arc::new(tokio::sync::Mutex::new(events_rx));
         spawn_component(&mut components, &state, "channel_events", move |state| {
             pipeline::channel_events(state, events_rx.clone())
@@ -169,6 +240,11 @@ impl Application {
         cancel.cancel();
         while self.components.join_next().await.is_some() {}
         self.state.channels.stop_all().await;
+        #[cfg(feature = "wip-telegram")]
+        self.state.telegram.stop_all().await;
+        // Graceful browser close: the profile is flushed and its lock removed.
+        #[cfg(feature = "wip-whatsapp")]
+        self.state.whatsapp.shutdown().await;
         self.state.queues.flush().await.context("flush queue store")?;
         tracing::info!(event = "stopped");
         Ok(())

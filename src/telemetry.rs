@@ -16,7 +16,8 @@ use crate::config::LogFormat;
 
 /// Installs the process-wide subscriber (binaries only; tests opt in with `TEST_LOG=1`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // headless_chrome reports its own internals (each navigation, each drop) at info.
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,headless_chrome=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+use common::daemon::{self, Daemon};
 
 use common::*;
 
@@ -113,12 +113,7 @@ fn avioctl_migrate_prints_the_schema() {
 }
 
 fn serve(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_avio"));
-    cmd.env_clear().env("DATA_DIR", dir).env("BIND", "127.0.0.1:0").arg("serve").args(args);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd
+    daemon::serve_command(dir, envs, args)
 }
 
 #[test]
@@ -141,70 +136,6 @@ fn a_malformed_variable_stops_start_up_naming_it() {
     assert!(stderr(&out).contains("ADMIN_TOKEN"), "{}", stderr(&out));
 }
 
-/// Starts `avio serve` and returns the child and its port (read from its log).
-fn start(cmd: &mut Command) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let tx_err = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx_err.send(line);
-        }
-    });
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            // Text logs: `event=listening addr=127.0.0.1:PORT`; JSON: `"addr":"127.0.0.1:PORT"`.
-            let addr = line.split("event=listening addr=").nth(1).or_else(|| {
-                line.contains("\"event\":\"listening\"").then(|| line.split("\"addr\":\"").nth(1)).flatten()
-            });
-            if let Some(addr) = addr {
-                let port = addr.split('"').next().unwrap().trim().rsplit(':').next().unwrap().parse().unwrap();
-                return (child, port, rx_with(seen, rx));
-            }
-            seen.push(line);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("daemon did not start: {seen:?}");
-}
-
-fn rx_with(seen: Vec<String>, rx: std::sync::mpsc::Receiver<String>) -> std::sync::mpsc::Receiver<String> {
-    let (tx, out) = std::sync::mpsc::channel();
-    for line in seen {
-        tx.send(line).unwrap();
-    }
-    std::thread::spawn(move || {
-        while let Ok(line) = rx.recv() {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    out
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -217,11 +148,11 @@ fn http_get(port: u16, path: &str) -> String {
 #[test]
 fn dev_mode_generates_secrets_once_and_sigterm_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, port, rx) = start(&mut serve(dir.path(), &[], &["--dev"]));
-    assert!(http_get(port, "/health").starts_with("HTTP/1.1 200"));
-    let status = terminate(&mut child);
+    let mut d = Daemon::start(&mut serve(dir.path(), &[], &["--dev"]));
+    assert!(http_get(d.port, "/health").starts_with("HTTP/1.1 200"));
+    let status = d.terminate();
     assert!(status.success(), "{status:?}");
-    let printed: Vec<String> = rx.try_iter().collect();
+    let printed: Vec<String> = d.lines.try_iter().collect();
     let secrets_file = dir.path().join("dev-secrets.env");
     assert_eq!(file_mode(&secrets_file), 0o600);
     let stored = avio::config::read_env_file(&secrets_file).unwrap();
@@ -232,9 +163,9 @@ fn dev_mode_generates_secrets_once_and_sigterm_stops_gracefully() {
     assert!(printed.iter().any(|l| l.contains("event=stopped")), "{printed:?}");
 
     // Second start: same secrets, not printed again.
-    let (mut child, _, rx) = start(&mut serve(dir.path(), &[], &["--dev"]));
-    terminate(&mut child);
-    let printed: Vec<String> = rx.try_iter().collect();
+    let mut d = Daemon::start(&mut serve(dir.path(), &[], &["--dev"]));
+    d.terminate();
+    let printed: Vec<String> = d.lines.try_iter().collect();
     assert!(!printed.iter().any(|l| l.contains(admin.as_str())), "{printed:?}");
     assert_eq!(avio::config::read_env_file(&secrets_file).unwrap()["ADMIN_TOKEN"], *admin);
 }
@@ -248,7 +179,8 @@ fn serve_reads_an_env_file() {
         format!("# comment\nADMIN_TOKEN={ADMIN_TOKEN}\nPUBLIC_KEY=\"{PUBLIC_KEY}\"\nLOG_FORMAT=json\n"),
     )
     .unwrap();
-    let (mut child, port, rx) = start(&mut serve(dir.path(), &[], &["--env-file", env_file.to_str().unwrap()]));
+    let mut d = Daemon::start(&mut serve(dir.path(), &[], &["--env-file", env_file.to_str().unwrap()]));
+    let port = d.port;
     let reply = {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -262,7 +194,7 @@ fn serve_reads_an_env_file() {
         text
     };
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    terminate(&mut child);
-    let lines: Vec<String> = rx.try_iter().collect();
+    d.terminate();
+    let lines: Vec<String> = d.lines.try_iter().collect();
     assert!(lines.iter().any(|l| l.starts_with('{') && l.contains("\"event\":\"stopped\"")), "{lines:?}");
 }

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use avio::client::{AdminClient, ClientError};
 use avio::config;
 
+#[cfg(feature = "wip-whatsapp")]
+#[path = "avioctl/wa.rs"]
+mod wa;
+
 #[derive(Parser)]
 #[command(name = "avioctl", version, about = "Operate an Avio daemon")]
 struct Cli {
@@ -41,6 +45,10 @@ enum Command {
     },
     /// Apply database migrations (works on DATA_DIR directly) and print the schema.
     Migrate,
+    /// WhatsApp sessions: up|down|restart|status|logs [-f]|purge --tenant N|--all.
+    #[cfg(feature = "wip-whatsapp")]
+    #[command(subcommand)]
+    Wa(wa::WaCmd),
     /// Catalog tools that work offline, without the daemon.
     #[cfg(feature = "wip-catalog")]
     #[command(subcommand)]
@@ -279,6 +287,8 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             let answer = settings.client()?.provider_token(tenant).await?;
             print(raw, &answer, |a| println!("{}", s(&a["provider_token"])));
         }
+        #[cfg(feature = "wip-whatsapp")]
+        Command::Wa(command) => wa::run(command, raw, settings).await?,
         Command::Migrate => {
             let path = settings.data_dir().join("avio.db");
             if let Some(dir) = path.parent() {

@@ -118,7 +118,11 @@ mod tests {
         ];
         for (raw, original, stem, ext) in cases {
             let name = UploadName::parse(raw);
-            assert_eq!((name.original.as_str(), name.stem.as_str(), name.ext.as_str()), (*original, *stem, *ext), "{raw:?}");
+            assert_eq!(
+                (name.original.as_str(), name.stem.as_str(), name.ext.as_str()),
+                (*original, *stem, *ext),
+                "{raw:?}"
+            );
             assert!(!name.file_name().contains('/') && !name.file_name().contains('\\'));
             assert!(!name.stem.starts_with('.'));
         }

@@ -83,6 +83,15 @@ impl UploadSink {
     }
 }
 
+impl UploadSink {
+    /// Removes the partial file now (the error paths), rather than soon after (drop).
+    pub async fn discard(mut self) {
+        if let Some(part) = self.part.take() {
+            let _ = tokio::fs::remove_file(part).await;
+        }
+    }
+}
+
 impl Drop for UploadSink {
     fn drop(&mut self) {
         if let Some(part) = self.part.take() {

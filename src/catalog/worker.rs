@@ -39,8 +39,8 @@ pub fn limits() -> Limits {
 
 /// How one job ended, when it ended for good.
 enum Outcome {
-    Done { rows: usize },
-    Failed(String),
+    Done,
+    Failed,
 }
 
 /// Processes at most one job; returns how many it took (0 or 1).
@@ -52,8 +52,8 @@ pub async fn step(state: &AppState) -> Result<usize, QueueError> {
             Ok(outcome) => {
                 state.queues.ack(CATALOG, item.id).await?;
                 let status = match outcome {
-                    Outcome::Done { .. } => "done",
-                    Outcome::Failed(_) => "failed",
+                    Outcome::Done => "done",
+                    Outcome::Failed => "failed",
                 };
                 state.metrics.catalog_jobs.get_or_create(&StatusLabels { status: status.into() }).inc();
             }
@@ -83,15 +83,14 @@ async fn process(state: &AppState, item: &Leased) -> anyhow::Result<Outcome> {
         Ok(job) => job,
         Err(e) => {
             tracing::error!(event = "catalog_job_failed", item = item.id, reason = %format!("unreadable job: {e}"));
-            return Ok(Outcome::Failed("unreadable job".into()));
+            return Ok(Outcome::Failed);
         }
     };
     // More deliveries than the retry policy allows means earlier runs never came back:
     // the process died inside this job. Do not feed it the same file forever.
     if item.attempts > POLICY.max_attempts {
-        let reason = "the conversion was interrupted repeatedly and was stopped".to_string();
-        fail_job(state, &job, reason.clone()).await;
-        return Ok(Outcome::Failed(reason));
+        fail_job(state, &job, "the conversion was interrupted repeatedly and was stopped".into()).await;
+        return Ok(Outcome::Failed);
     }
 
     let mut status =
@@ -106,8 +105,8 @@ async fn process(state: &AppState, item: &Leased) -> anyhow::Result<Outcome> {
     let converted = match convert(state, &job).await {
         Ok(converted) => converted,
         Err(reason) => {
-            fail_job(state, &job, reason.clone()).await;
-            return Ok(Outcome::Failed(reason));
+            fail_job(state, &job, reason).await;
+            return Ok(Outcome::Failed);
         }
     };
 
@@ -119,16 +118,17 @@ async fn process(state: &AppState, item: &Leased) -> anyhow::Result<Outcome> {
         .context("write the catalog csv")?;
 
     let record = uploaded_catalog(&job, &csv_relative, converted.pipeline, converted.rows);
-    match state.files.update(job.tenant, move |doc| {
-        doc.integrations.insert("uploaded_catalog".into(), record);
-    })
-    .await
+    match state
+        .files
+        .update(job.tenant, move |doc| {
+            doc.integrations.insert("uploaded_catalog".into(), record);
+        })
+        .await
     {
         Ok(_) => {}
         Err(StoreError::TenantNotFound) => {
-            let reason = "the tenant no longer exists".to_string();
-            fail_job(state, &job, reason.clone()).await;
-            return Ok(Outcome::Failed(reason));
+            fail_job(state, &job, "the tenant no longer exists".into()).await;
+            return Ok(Outcome::Failed);
         }
         Err(e) => return Err(anyhow::Error::new(e).context("record uploaded_catalog in tenant.json")),
     }
@@ -148,7 +148,7 @@ async fn process(state: &AppState, item: &Leased) -> anyhow::Result<Outcome> {
         // The CSV is in place and recorded; a failing index rebuild must not undo that.
         tracing::warn!(event = "catalog_ready_hook_failed", tenant = %job.tenant, error = format!("{e:#}"));
     }
-    Ok(Outcome::Done { rows: converted.rows })
+    Ok(Outcome::Done)
 }
 
 struct Converted {
@@ -173,7 +173,8 @@ async fn convert(state: &AppState, job: &CatalogJob) -> Result<Converted, String
         let conversion = avio_catalog::convert(&bytes, kind, &limits).map_err(|e| e.to_string())?;
         drop(bytes);
         let mut csv = Vec::new();
-        avio_catalog::write_csv(&conversion.rows, &mut csv).map_err(|e| format!("the CSV could not be written: {e}"))?;
+        avio_catalog::write_csv(&conversion.rows, &mut csv)
+            .map_err(|e| format!("the CSV could not be written: {e}"))?;
         Ok::<_, String>(Converted {
             csv,
             rows: conversion.rows.len(),

@@ -8,7 +8,12 @@
 
 #[cfg(feature = "wip-avito")]
 pub mod avito;
+pub mod qr;
 pub mod simulator;
+#[cfg(feature = "wip-telegram")]
+pub mod telegram;
+#[cfg(feature = "wip-whatsapp")]
+pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

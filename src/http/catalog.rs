@@ -3,7 +3,8 @@
 
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -54,10 +55,29 @@ pub async fn upload(
     caller: PubTenant,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<Json<Value>> {
+) -> Response {
+    match receive_upload(&state, &caller, &headers, multipart).await {
+        Ok(job_id) => Json(json!({"ok": true, "job_id": job_id, "state": "queued"})).into_response(),
+        Err(e) => {
+            // A refusal can come before the body was read to its end; without this the
+            // client may reuse a connection the server is about to drop.
+            let mut response = e.into_response();
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn receive_upload(
+    state: &AppState,
+    caller: &PubTenant,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<String> {
     let max_size_bytes = state.config.max_upload_size_bytes;
     // A declared length far past the limit is refused before a byte is stored.
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_size_bytes.saturating_add(MULTIPART_SLACK)) {
         return Err(UploadError::TooLarge { max_size_bytes }.into());
     }
@@ -67,8 +87,11 @@ pub async fn upload(
         let Some(field) = field else { return Err(UploadError::MissingFile.into()) };
         // Other form fields are skipped unread; the route's body cap bounds them.
         if matches!(field.name(), Some("file" | "catalog")) {
-            let job_id = receive(&state, &caller, field, max_size_bytes).await?;
-            return Ok(Json(json!({"ok": true, "job_id": job_id, "state": "queued"})));
+            let job_id = receive(state, caller, field, max_size_bytes).await?;
+            // Read the rest of the form (the closing boundary, stray fields) so the
+            // connection stays reusable; the body cap bounds this too.
+            while let Ok(Some(_)) = multipart.next_field().await {}
+            return Ok(job_id);
         }
     }
 }
@@ -84,15 +107,26 @@ async fn receive(state: &AppState, caller: &PubTenant, mut field: Field<'_>, max
         return Err(UploadError::UnsupportedType.into());
     }
     let mut sink = UploadSink::create(&state.files, caller.tenant, max_size_bytes).await?;
+    let received = stream_into(&mut sink, &mut field, max_size_bytes).await;
+    let size = sink.size();
+    let refused = match received {
+        Err(e) => Some(e),
+        Ok(()) if size == 0 => Some(UploadError::EmptyFile.into()),
+        Ok(()) => None,
+    };
+    if let Some(e) = refused {
+        sink.discard().await;
+        return Err(e);
+    }
+    let path = sink.finish(&name).await?;
+    upload::accept(state, caller.tenant, &name, path, size).await.map_err(ApiError::internal)
+}
+
+async fn stream_into(sink: &mut UploadSink, field: &mut Field<'_>, max_size_bytes: u64) -> ApiResult<()> {
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max_size_bytes))? {
         sink.write(&chunk).await?;
     }
-    if sink.size() == 0 {
-        return Err(UploadError::EmptyFile.into());
-    }
-    let size = sink.size();
-    let path = sink.finish(&name).await?;
-    upload::accept(state, caller.tenant, &name, path, size).await.map_err(ApiError::internal)
+    Ok(())
 }
 
 fn multipart_error(e: MultipartError, max_size_bytes: u64) -> ApiError {

@@ -4,13 +4,19 @@ pub mod error;
 pub mod extract;
 
 mod admin;
+#[cfg(feature = "wip-avito")]
+mod avito;
 #[cfg(feature = "wip-catalog")]
 mod catalog;
 mod ops;
 mod public;
 mod send;
 mod system;
+#[cfg(feature = "wip-telegram")]
+mod telegram;
 mod webhook;
+#[cfg(feature = "wip-whatsapp")]
+mod whatsapp;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -48,6 +54,9 @@ pub fn router(state: AppState) -> Router {
         .route("/pub/settings/get", get(public::settings_get))
         .route("/pub/settings/save", post(public::settings_save))
         .merge(catalog_routes(&state))
+        .merge(avito_routes())
+        .merge(telegram_routes())
+        .merge(whatsapp_routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
 }
@@ -59,5 +68,53 @@ fn catalog_routes(state: &AppState) -> Router<AppState> {
 
 #[cfg(not(feature = "wip-catalog"))]
 fn catalog_routes(_: &AppState) -> Router<AppState> {
+    Router::new()
+}
+
+#[cfg(feature = "wip-avito")]
+fn avito_routes() -> Router<AppState> {
+    Router::new()
+        .route("/connect/avito", get(avito::connect))
+        .route("/connect/avito/callback", get(avito::callback))
+        .route("/pub/avito/credentials", post(avito::credentials))
+        .route("/pub/avito/status", get(avito::status))
+        .route("/pub/avito/refresh", post(avito::refresh))
+        .route("/pub/avito/logout", post(avito::logout))
+        .route("/admin/avito/subscriptions", get(avito::subscriptions))
+        .route("/admin/avito/unsubscribe", post(avito::unsubscribe))
+        .route("/webhook/avito", post(avito::webhook))
+}
+
+#[cfg(not(feature = "wip-avito"))]
+fn avito_routes() -> Router<AppState> {
+    Router::new()
+}
+
+#[cfg(feature = "wip-telegram")]
+fn telegram_routes() -> Router<AppState> {
+    telegram::routes()
+}
+
+#[cfg(not(feature = "wip-telegram"))]
+fn telegram_routes() -> Router<AppState> {
+    Router::new()
+}
+
+#[cfg(feature = "wip-whatsapp")]
+fn whatsapp_routes() -> Router<AppState> {
+    Router::new()
+        .route("/pub/wa/start", get(whatsapp::pub_start).post(whatsapp::pub_start))
+        .route("/pub/wa/status", get(whatsapp::pub_status))
+        .route("/pub/wa/logout", post(whatsapp::pub_logout))
+        .route("/health/wa", get(whatsapp::health))
+        .route("/admin/wa/status", get(whatsapp::admin_status))
+        .route("/admin/wa/up", post(whatsapp::admin_up))
+        .route("/admin/wa/down", post(whatsapp::admin_down))
+        .route("/admin/wa/restart", post(whatsapp::admin_restart))
+        .route("/admin/wa/logs", get(whatsapp::admin_logs))
+}
+
+#[cfg(not(feature = "wip-whatsapp"))]
+fn whatsapp_routes() -> Router<AppState> {
     Router::new()
 }

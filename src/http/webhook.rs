@@ -1,8 +1,6 @@
 //! Provider webhooks (SPEC 5.1): `POST /webhook` (WhatsApp-style events) and
 //! `POST /webhook/telegram`, plus the cached WhatsApp QR they feed.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,16 +15,8 @@ use crate::domain::{MessageIn, Rejected, TenantId, now_s};
 use crate::metrics::WaToAppLabels;
 use crate::pipeline::accept_incoming;
 
-/// SPEC 5.1: the QR is cached for at least 180 s.
-pub const QR_TTL: Duration = Duration::from_secs(180);
-
-pub fn qr_key(tenant: TenantId, qr_id: &str) -> String {
-    format!("wa:qr:{tenant}:{qr_id}:svg")
-}
-
-pub fn qr_last_key(tenant: TenantId) -> String {
-    format!("wa:qr:last:{tenant}")
-}
+// The cache itself lives in `channels::qr`, shared with the in-process sessions.
+pub use crate::channels::qr::{qr_key, qr_last_key};
 
 /// Stores a QR for `/pub/wa/qr.svg` (used by webhooks and the in-process driver).
 pub async fn cache_qr(
@@ -35,9 +25,7 @@ pub async fn cache_qr(
     qr_id: &str,
     svg: &str,
 ) -> Result<(), crate::queue::QueueError> {
-    state.queues.kv_set(&qr_key(tenant, qr_id), svg.as_bytes(), Some(QR_TTL)).await?;
-    let last = json!({"qr_id": qr_id, "svg": svg, "ts": now_s()});
-    state.queues.kv_set(&qr_last_key(tenant), last.to_string().as_bytes(), Some(QR_TTL)).await
+    crate::channels::qr::cache(&state.queues, tenant, qr_id, svg).await
 }
 
 fn token(headers: &HeaderMap, uri: &axum::http::Uri) -> String {

@@ -222,7 +222,12 @@ async fn deliver(state: &AppState, leased: &Leased) {
             tracing::error!(event = "outbox_corrupt_item", item = leased.id, error = %e);
             let _ = state
                 .queues
-                .fail(OUTBOX, leased.id, &format!("corrupt item: {e}"), RetryPolicy { max_attempts: 0, ..policy(state) })
+                .fail(
+                    OUTBOX,
+                    leased.id,
+                    &format!("corrupt item: {e}"),
+                    RetryPolicy { max_attempts: 0, ..policy(state) },
+                )
                 .await;
             return;
         }

@@ -62,6 +62,10 @@ struct Item {
     enqueued_at: u64,
     #[serde(default)]
     last_error: Option<String>,
+    /// Hidden by a consumer's lease (not by a retry delay): a restart makes it
+    /// visible at once, since the consumer that held it is gone.
+    #[serde(default)]
+    leased: bool,
     payload: serde_json::Value,
 }
 
@@ -149,6 +153,7 @@ impl Queues {
         crate::store::fsutil::ensure_private_file(path).map_err(QueueError::Io)?;
         let db = Arc::new(Database::builder().set_cache_size(16 * 1024 * 1024).create(path)?);
         tables::create_all(&db)?;
+        recover_leases(&db)?;
         let writer = Writer::start(db.clone());
         Ok(Queues { db, writer })
     }
@@ -188,7 +193,7 @@ impl Queues {
                 }
                 let id = next_id(txn)?;
                 let visible_at = now + options.delay.as_millis() as u64;
-                let item = Item { attempts: 0, visible_at, enqueued_at: now, last_error: None, payload };
+                let item = Item { attempts: 0, visible_at, enqueued_at: now, last_error: None, leased: false, payload };
                 put_item(txn, &queue, id, &item)?;
                 Ok(Enqueued::Queued(id))
             })
@@ -214,6 +219,7 @@ impl Queues {
                 for (_, id) in due {
                     let Some(mut item) = get_item(txn, &queue, id)? else { continue };
                     item.attempts += 1;
+                    item.leased = true;
                     item.visible_at = now + lease.as_millis() as u64;
                     put_item(txn, &queue, id, &item)?;
                     leased.push(Leased {
@@ -257,6 +263,7 @@ impl Queues {
             .write(true, move |txn| {
                 let Some(mut item) = get_item(txn, &queue, id)? else { return Ok(FailOutcome::Dead) };
                 item.last_error = Some(error);
+                item.leased = false;
                 if item.attempts >= policy.max_attempts {
                     txn.open_table(SCHEDULE)?.remove((queue.as_str(), item.visible_at, id))?;
                     txn.open_table(ITEMS)?.remove((queue.as_str(), id))?;
@@ -280,6 +287,7 @@ impl Queues {
             .write(true, move |txn| {
                 let Some(mut item) = get_item(txn, &queue, id)? else { return Ok(false) };
                 item.attempts = item.attempts.saturating_sub(1);
+                item.leased = false;
                 item.visible_at = now_ms() + delay.as_millis() as u64;
                 put_item(txn, &queue, id, &item)?;
                 Ok(true)
@@ -329,6 +337,7 @@ impl Queues {
                 let Some((queue, mut item)) = found else { return Ok(false) };
                 txn.open_table(DEAD)?.remove((queue.as_str(), id))?;
                 item.attempts = 0;
+                item.leased = false;
                 item.visible_at = now_ms();
                 put_item(txn, &queue, id, &item)?;
                 Ok(true)
@@ -493,6 +502,33 @@ impl Queues {
             })
             .await
     }
+}
+
+/// Makes items leased by a previous process visible again: that consumer is gone,
+/// and waiting out its lease would only delay redelivery.
+fn recover_leases(db: &Database) -> Result<(), QueueError> {
+    let txn = db.begin_write()?;
+    let now = now_ms();
+    let stale: Vec<(String, u64, Item)> = {
+        let items = txn.open_table(ITEMS)?;
+        let mut stale = Vec::new();
+        for entry in items.iter()? {
+            let (key, value) = entry?;
+            let item: Item = decode(value.value())?;
+            if item.leased {
+                let (queue, id) = key.value();
+                stale.push((queue.to_string(), id, item));
+            }
+        }
+        stale
+    };
+    for (queue, id, mut item) in stale {
+        item.leased = false;
+        item.visible_at = now;
+        put_item(&txn, &queue, id, &item)?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, QueueError> {

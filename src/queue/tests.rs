@@ -139,6 +139,25 @@ async fn reopen(path: &std::path::Path) -> Queues {
     }
 }
 
+#[tokio::test]
+async fn a_restart_releases_leases_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    {
+        let q = Queues::open(&path).unwrap();
+        q.enqueue(INBOX, &json!(1), DURABLE.clone()).await.unwrap();
+        q.enqueue(INBOX, &json!(2), EnqueueOptions { delay: Duration::from_secs(3600), ..DURABLE.clone() })
+            .await
+            .unwrap();
+        assert_eq!(q.lease(INBOX, 10, Duration::from_secs(3600)).await.unwrap().len(), 1);
+        q.flush().await.unwrap();
+    }
+    let q = reopen(&path).await;
+    let again = q.lease(INBOX, 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(again.len(), 1, "the leased item is back, the delayed one still waits");
+    assert_eq!(again[0].payload, json!(1));
+}
+
 #[test]
 fn backoff_grows_and_is_capped() {
     let policy = RetryPolicy { max_attempts: 10, base: Duration::from_millis(100), max: Duration::from_secs(1) };

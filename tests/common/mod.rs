@@ -11,6 +11,7 @@ use avio::config::Config;
 use avio::http::AppState;
 use serde_json::Value;
 
+pub mod daemon;
 pub mod recording;
 use tokio_util::sync::CancellationToken;
 

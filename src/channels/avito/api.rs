@@ -134,10 +134,8 @@ impl AvitoApi {
     pub async fn upload_image(&self, token: &str, account: &str, file: &OutboundFile) -> Result<String, ApiFailure> {
         let path = format!("/messenger/v1/accounts/{account}/uploadImages");
         let (content_type, body) = multipart_image(file);
-        let builder = self
-            .request(Method::POST, &path, token)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
+        let builder =
+            self.request(Method::POST, &path, token).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         let value = Self::send(builder).await?;
         // The answer is keyed by the new image id: `{"<image_id>": {"<WxH>": url, …}}`.
         value
@@ -146,7 +144,13 @@ impl AvitoApi {
             .ok_or_else(|| ApiFailure::Decode("uploadImages answered without an image id".into()))
     }
 
-    pub async fn send_image(&self, token: &str, account: &str, chat: &str, image_id: &str) -> Result<String, ApiFailure> {
+    pub async fn send_image(
+        &self,
+        token: &str,
+        account: &str,
+        chat: &str,
+        image_id: &str,
+    ) -> Result<String, ApiFailure> {
         let path = format!("/messenger/v1/accounts/{account}/chats/{}/messages/image", encode(chat));
         let value = Self::send(self.request(Method::POST, &path, token).json(&json!({"image_id": image_id}))).await?;
         message_id(&value)

@@ -89,7 +89,9 @@ fn content_of(kind: &str, content: &Value) -> Result<(Option<String>, Vec<Attach
                 (t, u) => t.or(u).map(str::to_string),
             }
         }
-        "location" => str_of(content, "/location/text").or_else(|| str_of(content, "/location/title")).map(str::to_string),
+        "location" => {
+            str_of(content, "/location/text").or_else(|| str_of(content, "/location/title")).map(str::to_string)
+        }
         _ => str_of(content, "/text").map(str::to_string),
     };
     match text {
