@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use std::collections::HashMap;
 
 use crate::access::Access;
+use crate::bot::Bot;
 use crate::channels::simulator::{Simulator, SimulatorFactory};
 use crate::channels::{ChannelEvent, ChannelRegistry, DriverFactory};
 use crate::config::Config;
@@ -23,7 +24,7 @@ use crate::guardrails::Guardrails;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::pipeline::outbox::JobWaiters;
-use crate::pipeline::{self, BotHook, NoBot, Wakers};
+use crate::pipeline::{self, BotHook, Wakers};
 use crate::queue::Queues;
 use crate::store::{Store, TenantFiles, fsutil};
 use crate::tenants::Tenants;
@@ -49,7 +50,6 @@ pub struct AppState {
     /// Outbound HTTP (attachments, LLM, Avito): one pool for the process.
     pub http_client: reqwest::Client,
     /// Avito tokens, connection and sends, shared by the driver, handlers and poller.
-    #[cfg(feature = "wip-avito")]
     pub avito: crate::channels::avito::Avito,
     /// Every tenant's Telegram session (login routes, status, the driver).
     #[cfg(feature = "wip-telegram")]
@@ -109,7 +109,6 @@ impl Application {
             .user_agent(concat!("avio/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("build the HTTP client")?;
-        #[cfg(feature = "wip-avito")]
         let avito = crate::channels::avito::Avito::new(
             config.clone(),
             http_client.clone(),
@@ -118,7 +117,6 @@ impl Application {
             access.clone(),
         );
         // An injected Avito driver (tests) wins over the real one.
-        #[cfg(feature = "wip-avito")]
         factories
             .entry(Channel::Avito)
             .or_insert_with(|| Arc::new(crate::channels::avito::AvitoFactory(avito.clone())));
@@ -151,6 +149,7 @@ impl Application {
         );
         #[cfg(feature = "wip-whatsapp")]
         factories.entry(Channel::Whatsapp).or_insert_with(|| whatsapp.factory());
+        let bot = Arc::new(Bot::new(&config, http_client.clone()));
         let state = AppState {
             whitelist: Arc::new(Whitelist::new(&config.outbox_whitelist)),
             config: config.clone(),
@@ -164,11 +163,10 @@ impl Application {
             guardrails: Arc::new(Guardrails::new()),
             channels: Arc::new(ChannelRegistry::new(factories, events_tx)),
             simulator,
-            bot: extensions.bot.unwrap_or_else(|| Arc::new(NoBot)),
+            bot: extensions.bot.unwrap_or_else(|| bot.clone()),
             waiters: Arc::new(JobWaiters::default()),
             wake: Arc::new(Wakers::default()),
             http_client,
-            #[cfg(feature = "wip-avito")]
             avito,
             #[cfg(feature = "wip-telegram")]
             telegram,
@@ -183,9 +181,8 @@ impl Application {
         let mut components = JoinSet::new();
         spawn_component(&mut components, &state, "inbox_worker", pipeline::inbox::run);
         spawn_component(&mut components, &state, "outbox_worker", pipeline::outbox::run);
-        #[cfg(feature = "wip-avito")]
+        spawn_component(&mut components, &state, "bot_worker", move |state| crate::bot::run(state, bot.clone()));
         spawn_component(&mut components, &state, "avito_poller", crate::channels::avito::poller::run);
-        #[cfg(feature = "wip-catalog")]
         spawn_component(&mut components, &state, "catalog_worker", crate::catalog::worker::run);
         // Authorized Telegram sessions come back on their own; each tenant in its own task.
         #[cfg(feature = "wip-telegram")]

@@ -8,7 +8,8 @@
 //! - [`queue`]: the redb store; durable queues, TTL cache and dialog state.
 //! - [`http`]: the thin HTTP layer and the one place that knows SPEC error bodies.
 //! - [`pipeline`]: inbox and outbox workers; [`channels`]: the driver interface.
-//! - `catalog`: price-list uploads, conversion jobs and the current catalog.
+//! - [`catalog`]: price-list uploads, conversion jobs and the current catalog.
+//! - [`bot`]: persona, LLM, catalog search, price guard, offline replies.
 //! - [`dialog`]: sales state; [`guardrails`]: sliding-window health ratios.
 //! - [`telemetry`] and [`metrics`]: logs and Prometheus series.
 //! - [`access`]: tenant keys, `PUBLIC_KEY`, provider tokens.
@@ -18,7 +19,7 @@
 
 pub mod access;
 pub mod app;
-#[cfg(feature = "wip-catalog")]
+pub mod bot;
 pub mod catalog;
 pub mod channels;
 pub mod client;

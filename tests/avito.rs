@@ -1,4 +1,3 @@
-#![cfg(feature = "wip-avito")]
 //! Avito Messenger end to end (SPEC 6.3): the real router on a random loopback port,
 //! real tenant files and queues, and a fake Avito (`tests/fake_avito`) that speaks
 //! Avito's paths and JSON, reached through `AVITO_API_BASE` and `AVITO_AUTH_URL`.
@@ -424,6 +423,32 @@ async fn a_403_refreshes_the_token_once_and_retries_the_send() {
     assert_ne!(after["access_token"], before["access_token"]);
     assert_ne!(after["refresh_token"], before["refresh_token"], "the new refresh token must be stored");
     assert_eq!(after["state"], "connected");
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_before_the_call() {
+    let env = start(false, &[]).await;
+    env.connect_oauth().await;
+    env.fake.add_chat(chat("u2i-chat1", Vec::new()));
+    env.webhook(&lead_message("m1", "u2i-chat1", "Здравствуйте")).await;
+    env.wait_stored("m1").await;
+    let tenant = avio::domain::TenantId::new(TENANT).unwrap();
+    let soon = avio::domain::now_s() + 30;
+    env.app
+        .state
+        .files
+        .update(tenant, move |doc| doc.integrations.get_mut("avito").unwrap()["expires_at"] = json!(soon))
+        .await
+        .unwrap();
+
+    let answer =
+        env.send(json!({"tenant": TENANT, "channel": "avito", "to": "u2i-chat1", "text": "Добрый день!"})).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let world = env.fake.world();
+    assert_eq!(world.token_requests.iter().filter(|f| f["grant_type"] == "refresh_token").count(), 1);
+    assert!(world.calls.iter().all(|c| c.status != 403), "refreshed before, not after, a refusal");
+    drop(world);
+    assert!(env.tenant_json()["integrations"]["avito"]["expires_at"].as_i64().unwrap() > soon + 3600);
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! Catalog upload and conversion through the real daemon (SPEC 8): every error body,
 //! conversions of the committed corpus, the size limit, hostile names and files, the
 //! job route, the preview, `/pub/settings/get`, and `avioctl catalog convert`.
-#![cfg(feature = "wip-catalog")]
 
 mod common;
 

@@ -407,6 +407,29 @@ async fn a_killed_browser_is_restarted_and_sessions_come_back_without_a_new_qr()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hung_page_fails_its_heartbeat_and_the_browser_is_restarted() {
+    let fake = FakeWa::start().await;
+    let app = spawn_app_with(&refs(&wa_env(&fake))).await;
+    let _guard = BrowserGuard::new(&app.state);
+    let tenant = Tenant::create(&app, 1).await;
+    tenant.connect(&fake, ME).await;
+    let pid = tenant.admin_status().await["pid"].as_u64().unwrap();
+    let refs_before = fake.refs_issued();
+
+    fake.hang(ME);
+    let back = eventually(WAIT, || async {
+        let status = tenant.admin_status().await;
+        (status["state"] == "ready" && status["pid"].as_u64().is_some_and(|p| p != pid)).then_some(status)
+    })
+    .await;
+    assert!(back["last_error"].as_str().unwrap().contains("heartbeat failed"), "{back}");
+    assert_eq!(fake.refs_issued(), refs_before, "restored from the profile, no QR");
+    let id = fake.incoming(ME, LEAD, "Алло?", false);
+    eventually(WAIT, || async { message_row(&app.data_dir, &id) }).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn logout_resets_the_state_directory_and_a_phone_logout_keeps_it() {
     let fake = FakeWa::start().await;
     let app = spawn_app_with(&refs(&wa_env(&fake))).await;
@@ -562,11 +585,20 @@ async fn two_tenants_run_isolated_sessions() {
     app.stop().await;
 }
 
-/// Sums `VmRSS` and `Pss` (KiB) over a process and its descendants.
-fn tree_memory(root: u32) -> (u64, u64, usize) {
+/// `RssAnon` of one process (private memory, without the mapped binary), in KiB.
+fn anon_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("RssAnon:")?.split_whitespace().next()?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Sums `VmRSS`, `Pss` and `RssAnon` (KiB) over a process and its descendants.
+fn tree_memory(root: u32) -> (u64, u64, u64, usize) {
     use avio::channels::whatsapp::browser::{process_tree, pss_kib, rss_kib};
     let tree = process_tree(root);
-    (tree.iter().map(|p| rss_kib(*p)).sum(), tree.iter().map(|p| pss_kib(*p)).sum(), tree.len())
+    let sum = |f: fn(u32) -> u64| tree.iter().map(|p| f(*p)).sum::<u64>();
+    (sum(rss_kib), sum(pss_kib), sum(anon_kib), tree.len())
 }
 
 /// The memory benchmark: the real `avio serve` plus its Chromium processes with 1 and
@@ -589,8 +621,8 @@ async fn wa_memory_benchmark() {
     let http = reqwest::Client::new();
     let admin = |path: String| http.get(format!("{base}{path}")).header("X-Admin-Token", ADMIN_TOKEN).send();
     let root = daemon.child.id();
-    let (idle_rss, idle_pss, _) = tree_memory(root);
-    println!("daemon alone: RSS {} MiB, PSS {} MiB", idle_rss / 1024, idle_pss / 1024);
+    let (idle_rss, idle_pss, idle_anon, _) = tree_memory(root);
+    println!("daemon alone: RSS {} MiB, PSS {} MiB, anon {} MiB", idle_rss / 1024, idle_pss / 1024, idle_anon / 1024);
     let mut connected = 0;
     for n in [1usize, 5] {
         while connected < n {
@@ -626,13 +658,17 @@ async fn wa_memory_benchmark() {
             })
             .await;
         }
-        let (rss, pss, processes) = tree_memory(root);
+        let (rss, pss, anon, processes) = tree_memory(root);
+        let per = |total: u64, idle: u64| total.saturating_sub(idle) / 1024 / n as u64;
         println!(
-            "{n} ready session(s): {processes} processes, RSS {} MiB (per session {} MiB), PSS {} MiB (per session {} MiB)",
+            "{n} ready session(s): {processes} processes; VmRSS sum {} MiB ({} MiB per session); \
+             PSS {} MiB ({} per session); RssAnon {} MiB ({} per session)",
             rss / 1024,
-            (rss - idle_rss) / 1024 / n as u64,
+            per(rss, idle_rss),
             pss / 1024,
-            (pss - idle_pss) / 1024 / n as u64
+            per(pss, idle_pss),
+            anon / 1024,
+            per(anon, idle_anon)
         );
     }
     // SIGTERM: the daemon closes its browsers gracefully before it exits.

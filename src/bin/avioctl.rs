@@ -45,17 +45,35 @@ enum Command {
     },
     /// Apply database migrations (works on DATA_DIR directly) and print the schema.
     Migrate,
+    /// Talk to the bot through the real pipeline on the simulator channel.
+    Chat {
+        #[arg(long)]
+        tenant: i64,
+        /// The simulated lead; each name is its own dialog.
+        #[arg(long, default_value = "avioctl")]
+        contact: String,
+        /// The channel the dialog pretends to be on (the persona's {CHANNEL}).
+        #[arg(long, default_value = "whatsapp")]
+        channel: String,
+        /// Start from a clean sales state.
+        #[arg(long)]
+        reset: bool,
+        /// Print the stored dialog (lead, bot and operator messages) after each reply.
+        #[arg(long)]
+        show_messages: bool,
+    },
+    /// Dialog state.
+    #[command(subcommand)]
+    State(StateCmd),
     /// WhatsApp sessions: up|down|restart|status|logs [-f]|purge --tenant N|--all.
     #[cfg(feature = "wip-whatsapp")]
     #[command(subcommand)]
     Wa(wa::WaCmd),
     /// Catalog tools that work offline, without the daemon.
-    #[cfg(feature = "wip-catalog")]
     #[command(subcommand)]
     Catalog(CatalogCmd),
 }
 
-#[cfg(feature = "wip-catalog")]
 #[derive(Subcommand)]
 enum CatalogCmd {
     /// Convert a price list (.pdf .csv .xlsx .xls .ods) and print the normalized CSV.
@@ -81,6 +99,17 @@ enum TenantCmd {
     List,
     /// Show one tenant.
     Show { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Forget a dialog's sales state (stage, facts, pauses).
+    Reset {
+        #[arg(long)]
+        tenant: i64,
+        #[arg(long)]
+        contact: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -289,6 +318,16 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
         }
         #[cfg(feature = "wip-whatsapp")]
         Command::Wa(command) => wa::run(command, raw, settings).await?,
+        Command::Chat { tenant, contact, channel, reset, show_messages } => {
+            chat(&settings.client()?, tenant, &contact, &channel, reset, show_messages).await?;
+        }
+        Command::State(StateCmd::Reset { tenant, contact }) => {
+            let answer =
+                settings.client()?.post("/admin/state/reset", &json!({"tenant": tenant, "contact": contact})).await?;
+            print(raw, &answer, |a| {
+                println!("{}", if a["existed"] == true { "state reset" } else { "no state to reset" })
+            });
+        }
         Command::Migrate => {
             let path = settings.data_dir().join("avio.db");
             if let Some(dir) = path.parent() {
@@ -306,14 +345,12 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             }
             println!("contacts:  {}", report.contacts_columns.join(", "));
         }
-        #[cfg(feature = "wip-catalog")]
         Command::Catalog(CatalogCmd::Convert { file }) => catalog_convert(&file)?,
     }
     Ok(())
 }
 
 /// `catalog convert FILE`: the normalized CSV on stdout, warnings on stderr.
-#[cfg(feature = "wip-catalog")]
 fn catalog_convert(file: &Path) -> Result<(), Failure> {
     let conversion =
         avio::catalog::convert_file(file).map_err(|e| Failure::Failed(format!("catalog convert: {e:#}")))?;
@@ -324,4 +361,77 @@ fn catalog_convert(file: &Path) -> Result<(), Failure> {
     avio_catalog::write_csv(&conversion.rows, stdout.lock())
         .map_err(|e| Failure::Failed(format!("catalog convert: write stdout: {e}")))?;
     Ok(())
+}
+
+/// `avioctl chat`: lines from stdin go to the bot as a simulated lead; its replies
+/// print as they arrive. `reset` clears the dialog's state, `exit` ends.
+async fn chat(
+    client: &AdminClient,
+    tenant: i64,
+    contact: &str,
+    channel: &str,
+    reset: bool,
+    show: bool,
+) -> Result<(), Failure> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let peer = json!({"tenant": tenant, "peer": contact});
+    if reset {
+        client.post("/admin/simulator/reset", &peer).await?;
+        println!("(state reset)");
+    }
+    println!(
+        "Chat with tenant {tenant}'s bot as «{contact}» ({channel}). Type `reset` to clear the state, `exit` to quit."
+    );
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        use std::io::Write as _;
+        print!("you> ");
+        let _ = std::io::stdout().flush();
+        let Ok(Some(line)) = lines.next_line().await else { break };
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "exit" | "quit" => break,
+            "reset" => {
+                client.post("/admin/simulator/reset", &peer).await?;
+                println!("(state reset)");
+                continue;
+            }
+            _ => {}
+        }
+        let body = json!({"tenant": tenant, "peer": contact, "text": line, "channel": channel});
+        client.post("/admin/simulator/message", &body).await?;
+        // The first reply comes after the debounce and the LLM; later parts come fast.
+        let mut wait_ms = 60_000;
+        loop {
+            let path =
+                format!("/admin/simulator/replies?tenant={tenant}&peer={}&wait_ms={wait_ms}", urlencode(contact));
+            let answer = client.get(&path).await?;
+            let replies = answer["replies"].as_array().cloned().unwrap_or_default();
+            if replies.is_empty() {
+                if wait_ms == 60_000 {
+                    println!("(no reply: the bot is silent in this dialog; `reset` clears a hand-off)");
+                }
+                break;
+            }
+            for reply in replies {
+                println!("bot> {}", s(&reply["text"]));
+            }
+            wait_ms = 1_500;
+        }
+        if show {
+            let path = format!("/admin/simulator/dialog?tenant={tenant}&peer={}", urlencode(contact));
+            let dialog = client.get(&path).await?;
+            println!("--- dialog (stage: {}) ---", s(&dialog["state"]["stage"]));
+            for m in dialog["messages"].as_array().into_iter().flatten() {
+                println!("[{}] {}: {}", s(&m["ts"]), s(&m["author"]), s(&m["text"]));
+            }
+            println!("---");
+        }
+    }
+    Ok(())
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("v", text)]).unwrap_or_default().trim_start_matches("v=").to_string()
 }

@@ -6,7 +6,6 @@
 //! [`EventSink`]; the app feeds incoming messages into the same inbox as webhooks.
 //! Only this module and its children know channel-specific types.
 
-#[cfg(feature = "wip-avito")]
 pub mod avito;
 pub mod qr;
 pub mod simulator;

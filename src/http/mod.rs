@@ -4,10 +4,9 @@ pub mod error;
 pub mod extract;
 
 mod admin;
-#[cfg(feature = "wip-avito")]
 mod avito;
-#[cfg(feature = "wip-catalog")]
 mod catalog;
+mod dialogs;
 mod ops;
 mod public;
 mod send;
@@ -51,29 +50,17 @@ pub fn router(state: AppState) -> Router {
         .route("/pub/simulator/message", post(ops::simulator_message_pub))
         .route("/pub/simulator/replies", get(ops::simulator_replies_pub))
         .route("/pub/wa/qr.svg", get(webhook::qr_svg))
+        .route("/pub/dialogs", get(dialogs::list))
+        .route("/pub/dialogs/{contact_id}", get(dialogs::show))
+        .route("/pub/dialogs/{contact_id}/takeover", post(dialogs::takeover))
+        .route("/pub/dialogs/{contact_id}/release", post(dialogs::release))
+        .route("/pub/dialogs/{contact_id}/reply", post(dialogs::reply))
+        .route("/pub/persona", get(dialogs::persona_get).post(dialogs::persona_save))
+        .route("/admin/simulator/reset", post(ops::simulator_reset))
+        .route("/admin/simulator/dialog", get(ops::simulator_dialog))
         .route("/pub/settings/get", get(public::settings_get))
         .route("/pub/settings/save", post(public::settings_save))
-        .merge(catalog_routes(&state))
-        .merge(avito_routes())
-        .merge(telegram_routes())
-        .merge(whatsapp_routes())
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .with_state(state)
-}
-
-#[cfg(feature = "wip-catalog")]
-fn catalog_routes(state: &AppState) -> Router<AppState> {
-    catalog::routes(state)
-}
-
-#[cfg(not(feature = "wip-catalog"))]
-fn catalog_routes(_: &AppState) -> Router<AppState> {
-    Router::new()
-}
-
-#[cfg(feature = "wip-avito")]
-fn avito_routes() -> Router<AppState> {
-    Router::new()
+        .merge(catalog::routes(&state))
         .route("/connect/avito", get(avito::connect))
         .route("/connect/avito/callback", get(avito::callback))
         .route("/pub/avito/credentials", post(avito::credentials))
@@ -83,11 +70,10 @@ fn avito_routes() -> Router<AppState> {
         .route("/admin/avito/subscriptions", get(avito::subscriptions))
         .route("/admin/avito/unsubscribe", post(avito::unsubscribe))
         .route("/webhook/avito", post(avito::webhook))
-}
-
-#[cfg(not(feature = "wip-avito"))]
-fn avito_routes() -> Router<AppState> {
-    Router::new()
+        .merge(telegram_routes())
+        .merge(whatsapp_routes())
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
 }
 
 #[cfg(feature = "wip-telegram")]

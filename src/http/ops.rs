@@ -159,3 +159,51 @@ pub async fn simulator_replies_pub(
 ) -> ApiResult<Json<Value>> {
     simulator_replies(&state, caller.tenant, &parts).await
 }
+
+#[derive(Deserialize)]
+pub struct SimPeer {
+    tenant: Value,
+    peer: String,
+}
+
+async fn simulator_contact(state: &AppState, tenant: &Value, peer: &str) -> ApiResult<(TenantId, Option<i64>)> {
+    let tenant = TenantId::from_json(tenant).ok_or_else(ApiError::invalid_tenant)?;
+    if !state.access.tenant_exists(tenant) {
+        return Err(ApiError::tenant_not_found());
+    }
+    let contact = state.store.contact_by_peer(tenant, Channel::Simulator, peer.trim().to_string()).await?;
+    Ok((tenant, contact))
+}
+
+/// `reset` inside `avioctl chat`: forgets the simulated dialog's sales state.
+pub async fn simulator_reset(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SimPeer>,
+) -> ApiResult<Json<Value>> {
+    let (tenant, contact) = simulator_contact(&state, &body.tenant, &body.peer).await?;
+    let existed = match contact {
+        Some(contact) => state.dialogs.reset(tenant, contact).await?,
+        None => false,
+    };
+    Ok(Json(json!({"ok": true, "contact": contact, "existed": existed})))
+}
+
+/// `avioctl chat --show-messages`: the simulated dialog as stored.
+pub async fn simulator_dialog(
+    _: Admin,
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> ApiResult<Json<Value>> {
+    let query = query_map(&parts);
+    let tenant = Value::String(query.get("tenant").cloned().unwrap_or_default());
+    let peer = query.get("peer").cloned().unwrap_or_default();
+    let (tenant, contact) = simulator_contact(&state, &tenant, &peer).await?;
+    let (messages, sales) = match contact {
+        Some(contact) => {
+            (state.store.recent_messages(tenant, contact, 200).await?, Some(state.dialogs.get(tenant, contact).await?))
+        }
+        None => (Vec::new(), None),
+    };
+    Ok(Json(json!({"ok": true, "contact": contact, "state": sales, "messages": messages})))
+}

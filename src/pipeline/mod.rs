@@ -23,6 +23,11 @@ pub trait BotHook: Send + Sync {
         message: &'a MessageIn,
         stored: &'a IngestOutcome,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// A catalog conversion finished: rebuild whatever is derived from the catalog.
+    fn catalog_ready<'a>(&'a self, _state: &'a AppState, _tenant: crate::domain::TenantId) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A hook that does nothing (no bot configured).
@@ -44,7 +49,6 @@ impl BotHook for NoBot {
 pub struct Wakers {
     pub inbox: Notify,
     pub outbox: Notify,
-    #[cfg(feature = "wip-catalog")]
     pub catalog: Notify,
 }
 

@@ -27,8 +27,10 @@ pub const INBOX: &str = "inbox:message_in";
 pub const OUTBOX: &str = "outbox:send";
 /// Catalog conversion jobs (SPEC 8).
 pub const CATALOG: &str = "catalog:jobs";
+/// Bot replies waiting for a lead's burst to end (debounce).
+pub const BOT: &str = "bot:reply";
 /// Every queue Avio runs, for depth reports.
-pub const ALL_QUEUES: &[&str] = &[INBOX, OUTBOX, CATALOG];
+pub const ALL_QUEUES: &[&str] = &[INBOX, OUTBOX, CATALOG, BOT];
 
 /// How long a dedupe key is remembered: providers redeliver within hours, not weeks.
 pub const DEDUPE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);

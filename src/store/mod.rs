@@ -3,6 +3,7 @@
 //! This is the only module that issues SQL. rusqlite is synchronous, so every call
 //! runs on the blocking pool through [`Store::run`].
 
+mod dialogs;
 pub mod fsutil;
 mod messages;
 mod migrations;
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use dialogs::{ContactRow, DialogRow, StoredMessage};
 pub use messages::{IngestOutcome, LeadRef, OutboundRecord, OutboxJobRow, resolve_or_create_contact};
 pub use migrations::{MIGRATIONS, SchemaReport};
 pub use tenant_files::{TenantDoc, TenantFiles};

@@ -198,7 +198,7 @@ fn authorize_call(
     method: &str,
     path: &str,
     account: Option<i64>,
-) -> Result<String, Response> {
+) -> Result<String, u16> {
     let token = bearer(headers);
     let status = if !world.access_tokens.contains(&token) {
         403
@@ -208,7 +208,7 @@ fn authorize_call(
         200
     };
     world.record(method, path, status);
-    if status == 200 { Ok(token) } else { Err(error(status, "forbidden")) }
+    if status == 200 { Ok(token) } else { Err(status) }
 }
 
 async fn authorize(State(world): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -268,7 +268,7 @@ async fn token(State(world): State<Shared>, headers: HeaderMap, body: String) ->
 async fn account_self(State(world): State<Shared>, headers: HeaderMap) -> Response {
     let mut world = lock(&world);
     if let Err(denied) = authorize_call(&mut world, &headers, "GET", "/core/v1/accounts/self", None) {
-        return denied;
+        return error(denied, "forbidden");
     }
     axum::Json(json!({"id": ACCOUNT_ID, "name": "Мебель Казань", "email": ACCOUNT_EMAIL, "phone": "79990000000",
                       "profile_url": "https://www.avito.ru/user/abc/profile"}))
@@ -282,7 +282,7 @@ async fn set_webhook(State(world): State<Shared>, headers: HeaderMap, body: axum
         return error(status, "not found");
     }
     if let Err(denied) = authorize_call(&mut world, &headers, "POST", "/messenger/v3/webhook", None) {
-        return denied;
+        return error(denied, "forbidden");
     }
     let url = body.get("url").and_then(Value::as_str).unwrap_or("").to_string();
     if !world.webhooks.contains(&url) {
@@ -294,7 +294,7 @@ async fn set_webhook(State(world): State<Shared>, headers: HeaderMap, body: axum
 async fn subscriptions(State(world): State<Shared>, headers: HeaderMap) -> Response {
     let mut world = lock(&world);
     if let Err(denied) = authorize_call(&mut world, &headers, "POST", "/messenger/v1/subscriptions", None) {
-        return denied;
+        return error(denied, "forbidden");
     }
     let list: Vec<Value> = world.webhooks.iter().map(|u| json!({"url": u, "version": "3"})).collect();
     axum::Json(json!({"subscriptions": list})).into_response()
@@ -303,7 +303,7 @@ async fn subscriptions(State(world): State<Shared>, headers: HeaderMap) -> Respo
 async fn unsubscribe(State(world): State<Shared>, headers: HeaderMap, body: axum::Json<Value>) -> Response {
     let mut world = lock(&world);
     if let Err(denied) = authorize_call(&mut world, &headers, "POST", "/messenger/v1/webhook/unsubscribe", None) {
-        return denied;
+        return error(denied, "forbidden");
     }
     let url = body.get("url").and_then(Value::as_str).unwrap_or("").to_string();
     world.webhooks.retain(|u| *u != url);
@@ -325,7 +325,7 @@ async fn chats(
     let mut world = lock(&world);
     let path = format!("/messenger/v2/accounts/{account}/chats");
     if let Err(denied) = authorize_call(&mut world, &headers, "GET", &path, Some(account)) {
-        return denied;
+        return error(denied, "forbidden");
     }
     let unread_only = q.get("unread_only").map(String::as_str) == Some("true");
     let list: Vec<Value> = world
@@ -352,7 +352,7 @@ async fn messages(
     let mut world = lock(&world);
     let path = format!("/messenger/v3/accounts/{account}/chats/{chat}/messages/");
     if let Err(denied) = authorize_call(&mut world, &headers, "GET", &path, Some(account)) {
-        return denied;
+        return error(denied, "forbidden");
     }
     let Some(found) = world.chats.iter().find(|c| c.id == chat) else { return error(404, "chat not found") };
     // Newest first, as Avito lists them; the spec's `Messages` is a bare array.
@@ -374,7 +374,7 @@ async fn send_text(
     let path = format!("/messenger/v1/accounts/{account}/chats/{chat}/messages");
     let token = match authorize_call(&mut world, &headers, "POST", &path, Some(account)) {
         Ok(token) => token,
-        Err(denied) => return denied,
+        Err(denied) => return error(denied, "forbidden"),
     };
     let text = body.pointer("/message/text").and_then(Value::as_str).unwrap_or("").to_string();
     if body.get("type").and_then(Value::as_str) != Some("text") || text.is_empty() {
@@ -403,7 +403,7 @@ async fn send_image(
     let path = format!("/messenger/v1/accounts/{account}/chats/{chat}/messages/image");
     let token = match authorize_call(&mut world, &headers, "POST", &path, Some(account)) {
         Ok(token) => token,
-        Err(denied) => return denied,
+        Err(denied) => return error(denied, "forbidden"),
     };
     let image_id = body.get("image_id").and_then(Value::as_str).unwrap_or("").to_string();
     if !world.uploads.iter().any(|u| u.image_id == image_id) {
@@ -421,7 +421,7 @@ async fn read(State(world): State<Shared>, headers: HeaderMap, Path((account, ch
     let mut world = lock(&world);
     let path = format!("/messenger/v1/accounts/{account}/chats/{chat}/read");
     if let Err(denied) = authorize_call(&mut world, &headers, "POST", &path, Some(account)) {
-        return denied;
+        return error(denied, "forbidden");
     }
     if let Some(found) = world.chats.iter_mut().find(|c| c.id == chat) {
         found.messages.iter_mut().for_each(|m| m.is_read = true);
@@ -440,7 +440,7 @@ async fn upload_images(
         let mut world = lock(&world);
         let path = format!("/messenger/v1/accounts/{account}/uploadImages");
         if let Err(denied) = authorize_call(&mut world, &headers, "POST", &path, Some(account)) {
-            return denied;
+            return error(denied, "forbidden");
         }
     }
     let mut parts = Vec::new();

@@ -404,6 +404,9 @@
           await connected();
         } else if (event.type === 'incoming') {
           incoming(event);
+        } else if (event.type === 'hang') {
+          // A page stuck in a loop: the renderer stops answering.
+          for (;;) {}
         } else if (event.type === 'logout') {
           await logout('logout_from_bridge');
           return;

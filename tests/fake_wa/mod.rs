@@ -170,6 +170,15 @@ impl FakeWa {
         self.shared.bump();
     }
 
+    /// The page of `me` hangs (an endless loop on its main thread).
+    pub fn hang(&self, me: &str) {
+        let mut inner = self.shared.lock();
+        let device = inner.paired.get(me).cloned().expect("no device is paired with this number");
+        inner.events.entry(device).or_default().push(json!({"type": "hang"}));
+        drop(inner);
+        self.shared.bump();
+    }
+
     /// What the page paired with `me` sent, oldest first.
     pub fn sent(&self, me: &str) -> Vec<Value> {
         self.shared.lock().sent.iter().filter(|(m, _)| m == me).map(|(_, v)| v.clone()).collect()

@@ -45,16 +45,20 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("--password-store=basic", "no desktop keyring on a server"),
     ("--use-mock-keychain", "no keychain prompts"),
     ("--mute-audio", "a server plays nothing (voice notes, call rings)"),
-    ("--no-zygote", "one process fewer per browser (requires --no-sandbox)"),
+    (
+        "--single-process",
+        "browser, renderer, network, storage and GPU in one process: about half the memory of the \
+         usual 4-5 processes; a renderer crash then ends the browser, which the supervisor restarts",
+    ),
+    ("--no-zygote", "no zygote process (requires --no-sandbox)"),
     ("--in-process-gpu", "software compositing inside the browser process: no separate GPU process (memory)"),
-    ("--renderer-process-limit=1", "one tab, one renderer"),
     ("--disable-site-isolation-trials", "no extra renderers for cross-site frames (memory)"),
     (
-        "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,DialMediaRouteProvider,InterestFeedContentSuggestions,CalculateNativeWinOcclusion,BackForwardCache,site-per-process,IsolateOrigins,HttpsUpgrades,PaintHolding",
+        "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater,DialMediaRouteProvider,InterestFeedContentSuggestions,CalculateNativeWinOcclusion,BackForwardCache,site-per-process,IsolateOrigins,HttpsUpgrades,PaintHolding,SpareRendererForSitePerProcess",
         "features a headless messaging page does not use; no per-site renderer isolation: the one tab is the one site (memory)",
     ),
     (
-        "--enable-features=NetworkServiceInProcess",
+        "--enable-features=NetworkServiceInProcess2",
         "the network service inside the browser process: one utility process fewer (memory)",
     ),
     ("--disable-blink-features=AutomationControlled", "navigator.webdriver stays false, as whatsapp-web.js does"),
