@@ -947,3 +947,51 @@ async fn incoming_messages_enter_the_inbox_once_and_replies_go_out_through_the_o
     assert_ne!(job_status["status"], "sent", "{job_status}");
     app.stop().await;
 }
+
+async fn avioctl(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let (url, args): (String, Vec<String>) = (app.base.clone(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_avioctl"))
+            .env_clear()
+            .env("AVIO_URL", url)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("DATA_DIR", "/nonexistent-avio-test-dir")
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn avioctl_tg_status_and_logout_talk_to_the_daemon() {
+    let script = Script::new();
+    let (app, _dir) = tg_app(&script).await;
+    app.tenant_with_key(7).await;
+    *script.probe.lock().unwrap() = Ok(Probe::Authorized(script.me.clone()));
+    app.state.telegram.session(tenant(7)).start_login().await.unwrap_err();
+
+    let out = avioctl(&app, &["tg", "status", "--tenant", "7"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("authorized") && stdout.contains("@shop"), "{stdout}");
+
+    let out = avioctl(&app, &["tg", "logout", "--tenant", "7"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(script.calls().contains(&"logout".to_string()));
+    let out = avioctl(&app, &["--json", "tg", "status", "--tenant", "7"]).await;
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["state"], "need_qr");
+
+    // A failed session makes `tg status` exit non-zero with the reason.
+    script.send_results.lock().unwrap().push_back(TgError::SessionGone("SESSION_REVOKED".into()));
+    *script.probe.lock().unwrap() = Ok(Probe::Authorized(script.me.clone()));
+    let session = app.state.telegram.session(tenant(7));
+    session.start_login().await.unwrap_err();
+    session.send(&outbound("me", "x")).await.unwrap_err();
+    let out = avioctl(&app, &["tg", "status", "--tenant", "7"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("session_revoked"));
+    app.stop().await;
+}

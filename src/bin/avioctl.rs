@@ -15,6 +15,10 @@ use avio::config;
 #[path = "avioctl/wa.rs"]
 mod wa;
 
+#[cfg(feature = "wip-telegram")]
+#[path = "avioctl/tg.rs"]
+mod tg;
+
 #[derive(Parser)]
 #[command(name = "avioctl", version, about = "Operate an Avio daemon")]
 struct Cli {
@@ -69,6 +73,10 @@ enum Command {
     #[cfg(feature = "wip-whatsapp")]
     #[command(subcommand)]
     Wa(wa::WaCmd),
+    /// Telegram sessions: status|logout --tenant N.
+    #[cfg(feature = "wip-telegram")]
+    #[command(subcommand)]
+    Tg(tg::TgCmd),
     /// Catalog tools that work offline, without the daemon.
     #[command(subcommand)]
     Catalog(CatalogCmd),
@@ -318,6 +326,8 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
         }
         #[cfg(feature = "wip-whatsapp")]
         Command::Wa(command) => wa::run(command, raw, settings).await?,
+        #[cfg(feature = "wip-telegram")]
+        Command::Tg(command) => tg::run(command, raw, settings).await?,
         Command::Chat { tenant, contact, channel, reset, show_messages } => {
             chat(&settings.client()?, tenant, &contact, &channel, reset, show_messages).await?;
         }

@@ -428,6 +428,13 @@ impl BotHook for Bot {
                 durable: true,
             };
             state.queues.enqueue(BOT_QUEUE, &job, options).await?;
+            // Wake the reply worker when the debounce ends rather than on its next poll.
+            let wake = state.wake.clone();
+            let debounce = state.config.bot_debounce;
+            tokio::spawn(async move {
+                tokio::time::sleep(debounce).await;
+                wake.bot.notify_one();
+            });
             Ok(())
         })
     }
@@ -444,8 +451,11 @@ impl BotHook for Bot {
 /// Runs the reply worker until shutdown.
 pub async fn run(state: AppState, bot: Arc<Bot>) {
     loop {
+        let woken = state.wake.bot.notified();
         match bot.step(&state).await {
-            Ok(0) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(0) => {
+                let _ = tokio::time::timeout(Duration::from_millis(500), woken).await;
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(event = "bot_step_failed", error = %e);

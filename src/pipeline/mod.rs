@@ -50,6 +50,7 @@ pub struct Wakers {
     pub inbox: Notify,
     pub outbox: Notify,
     pub catalog: Notify,
+    pub bot: Notify,
 }
 
 /// Puts an incoming message (from a webhook or an in-process session) into the

@@ -36,8 +36,9 @@ pub enum BridgeEvent {
     Logout {
         reason: String,
     },
+    // Boxed: a message is far larger than the other events.
     Message {
-        message: PageMessage,
+        message: Box<PageMessage>,
     },
     Ack {
         id: String,

@@ -726,7 +726,7 @@ impl Live {
                 return Some(Outcome::Crashed(format!("socket {state}")));
             }
             BridgeEvent::Logout { reason } => return Some(Outcome::LoggedOut(reason)),
-            BridgeEvent::Message { message } => self.on_message(ctx, message, sent),
+            BridgeEvent::Message { message } => self.on_message(ctx, *message, sent),
             BridgeEvent::Ack { id, ack } => {
                 if sent.contains(&id)
                     && let Some(status) = bridge::ack_status(ack)
