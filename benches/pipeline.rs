@@ -89,15 +89,21 @@ fn main() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let arrivals = Arc::new(Arrivals::default());
-        let extensions = Extensions { drivers: vec![(Channel::Whatsapp, Arc::new(TimingFactory(arrivals.clone())))], bot: None };
+        let extensions =
+            Extensions { drivers: vec![(Channel::Whatsapp, Arc::new(TimingFactory(arrivals.clone())))], bot: None };
         let app = Application::build_with(Config::from_vars(&vars).unwrap(), extensions).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::new();
-        let admin = |m: reqwest::Method, p: &str| client.request(m, format!("{base}{p}")).header("X-Admin-Token", ADMIN);
+        let admin =
+            |m: reqwest::Method, p: &str| client.request(m, format!("{base}{p}")).header("X-Admin-Token", ADMIN);
         admin(reqwest::Method::POST, "/admin/tenants").json(&json!({"id": 1, "name": "Bench"})).send().await.unwrap();
-        let token: String = admin(reqwest::Method::GET, "/admin/provider-token/1").send().await.unwrap()
-            .json::<Value>().await.unwrap()["provider_token"].as_str().unwrap().into();
+        let token: String =
+            admin(reqwest::Method::GET, "/admin/provider-token/1").send().await.unwrap().json::<Value>().await.unwrap()
+                ["provider_token"]
+                .as_str()
+                .unwrap()
+                .into();
         let url = format!("{base}/webhook?token={token}");
 
         let mut latencies = Vec::with_capacity(MESSAGES);
@@ -122,9 +128,14 @@ fn main() {
         }
         latencies.sort();
         let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-        println!("avio pipeline benchmark: {MESSAGES} messages, webhook → inbox → bot (fake LLM, 0 ms) → outbox → channel");
-        println!("p50 {:.2} ms   p99 {:.2} ms   (target p99 <= 10 ms, debounce excluded)",
-            pick(0.50).as_secs_f64() * 1e3, pick(0.99).as_secs_f64() * 1e3);
+        println!(
+            "avio pipeline benchmark: {MESSAGES} messages, webhook → inbox → bot (fake LLM, 0 ms) → outbox → channel"
+        );
+        println!(
+            "p50 {:.2} ms   p99 {:.2} ms   (target p99 <= 10 ms, debounce excluded)",
+            pick(0.50).as_secs_f64() * 1e3,
+            pick(0.99).as_secs_f64() * 1e3
+        );
     });
     let _ = rt;
     let _ = TenantId::new(1);

@@ -55,7 +55,6 @@ pub struct AppState {
     #[cfg(feature = "wip-telegram")]
     pub telegram: Arc<crate::channels::telegram::TelegramHub>,
     /// Every tenant's WhatsApp session (routes, status, the driver).
-    #[cfg(feature = "wip-whatsapp")]
     pub whatsapp: crate::channels::whatsapp::WhatsApp,
     pub cancel: CancellationToken,
 }
@@ -139,7 +138,6 @@ impl Application {
         };
         let metrics = Arc::new(Metrics::new());
         // An injected WhatsApp driver (tests) wins over the browser sessions.
-        #[cfg(feature = "wip-whatsapp")]
         let whatsapp = crate::channels::whatsapp::WhatsApp::new(
             &config,
             queues.clone(),
@@ -147,7 +145,6 @@ impl Application {
             metrics.clone(),
             events_tx.clone(),
         );
-        #[cfg(feature = "wip-whatsapp")]
         factories.entry(Channel::Whatsapp).or_insert_with(|| whatsapp.factory());
         let bot = Arc::new(Bot::new(&config, http_client.clone()));
         let state = AppState {
@@ -170,7 +167,6 @@ impl Application {
             avito,
             #[cfg(feature = "wip-telegram")]
             telegram,
-            #[cfg(feature = "wip-whatsapp")]
             whatsapp,
             cancel: CancellationToken::new(),
         };
@@ -191,7 +187,6 @@ impl Application {
             async move { hub.restore_all().await }
         });
         // WhatsApp sessions that were ready come back from their profiles.
-        #[cfg(feature = "wip-whatsapp")]
         state.whatsapp.restore_at_boot(state.access.tenant_ids());
         let events_rx = Arc::new(tokio::sync::Mutex::new(events_rx));
         spawn_component(&mut components, &state, "channel_events", move |state| {
@@ -240,7 +235,6 @@ impl Application {
         #[cfg(feature = "wip-telegram")]
         self.state.telegram.stop_all().await;
         // Graceful browser close: the profile is flushed and its lock removed.
-        #[cfg(feature = "wip-whatsapp")]
         self.state.whatsapp.shutdown().await;
         self.state.queues.flush().await.context("flush queue store")?;
         tracing::info!(event = "stopped");

@@ -16,6 +16,7 @@
 //! - [`secrets`]: token generation and constant-time comparison.
 //! - [`tenants`]: tenant creation and updates across the database and files.
 //! - [`client`]: the typed admin client used by `avioctl` and the tests.
+//! - `ops`: backup archives and restore, `avioctl diag`.
 
 pub mod access;
 pub mod app;
@@ -29,6 +30,8 @@ pub mod domain;
 pub mod guardrails;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "wip-ops")]
+pub mod ops;
 pub mod pipeline;
 pub mod queue;
 pub mod secrets;

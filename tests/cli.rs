@@ -67,6 +67,14 @@ async fn avioctl_manages_tenants_keys_and_tokens() {
     let text = stdout(&out);
     assert!(text.contains("healthy") && text.contains(ADMIN_TOKEN) && text.contains("/admin"), "{text}");
 
+    let tenant = avio::domain::TenantId::new(4).unwrap();
+    app.state.dialogs.update(tenant, 1, |s| s.takeover = true).await.unwrap();
+    let out = run(&["state", "reset", "--tenant", "4", "--contact", "1"]).await.unwrap();
+    assert_eq!(stdout(&out).trim(), "state reset", "{}", stderr(&out));
+    assert!(!app.state.dialogs.get(tenant, 1).await.unwrap().takeover);
+    let out = run(&["state", "reset", "--tenant", "4", "--contact", "1"]).await.unwrap();
+    assert_eq!(stdout(&out).trim(), "no state to reset");
+
     let out = run(&["tenant", "show", "99"]).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("tenant_not_found"));

@@ -11,13 +11,16 @@ use serde_json::{Value, json};
 use avio::client::{AdminClient, ClientError};
 use avio::config;
 
-#[cfg(feature = "wip-whatsapp")]
 #[path = "avioctl/wa.rs"]
 mod wa;
 
 #[cfg(feature = "wip-telegram")]
 #[path = "avioctl/tg.rs"]
 mod tg;
+
+#[cfg(feature = "wip-ops")]
+#[path = "avioctl/ops.rs"]
+mod ops;
 
 #[derive(Parser)]
 #[command(name = "avioctl", version, about = "Operate an Avio daemon")]
@@ -70,7 +73,6 @@ enum Command {
     #[command(subcommand)]
     State(StateCmd),
     /// WhatsApp sessions: up|down|restart|status|logs [-f]|purge --tenant N|--all.
-    #[cfg(feature = "wip-whatsapp")]
     #[command(subcommand)]
     Wa(wa::WaCmd),
     /// Telegram sessions: status|logout --tenant N.
@@ -80,6 +82,9 @@ enum Command {
     /// Catalog tools that work offline, without the daemon.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    #[cfg(feature = "wip-ops")]
+    #[command(flatten)]
+    Ops(ops::OpsCmd),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +142,9 @@ enum KeyCmd {
 /// Where `avioctl` finds the daemon and its secrets.
 struct Settings {
     vars: HashMap<String, String>,
+    /// The env file the variables came from (`diag` checks its permissions).
+    #[cfg_attr(not(feature = "wip-ops"), allow(dead_code))]
+    env_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -161,7 +169,7 @@ impl Settings {
                 }
             }
         }
-        Ok(Settings { vars })
+        Ok(Settings { vars, env_file: file })
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -324,7 +332,6 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             let answer = settings.client()?.provider_token(tenant).await?;
             print(raw, &answer, |a| println!("{}", s(&a["provider_token"])));
         }
-        #[cfg(feature = "wip-whatsapp")]
         Command::Wa(command) => wa::run(command, raw, settings).await?,
         #[cfg(feature = "wip-telegram")]
         Command::Tg(command) => tg::run(command, raw, settings).await?,
@@ -356,6 +363,8 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             println!("contacts:  {}", report.contacts_columns.join(", "));
         }
         Command::Catalog(CatalogCmd::Convert { file }) => catalog_convert(&file)?,
+        #[cfg(feature = "wip-ops")]
+        Command::Ops(command) => ops::run(command, raw, settings).await?,
     }
     Ok(())
 }

@@ -11,7 +11,6 @@ pub mod qr;
 pub mod simulator;
 #[cfg(feature = "wip-telegram")]
 pub mod telegram;
-#[cfg(feature = "wip-whatsapp")]
 pub mod whatsapp;
 
 use std::collections::HashMap;

@@ -5,6 +5,8 @@ pub mod extract;
 
 mod admin;
 mod avito;
+#[cfg(feature = "wip-ops")]
+mod backup;
 mod catalog;
 mod dialogs;
 mod ops;
@@ -13,8 +15,9 @@ mod send;
 mod system;
 #[cfg(feature = "wip-telegram")]
 mod telegram;
+#[cfg(feature = "wip-ui")]
+mod ui;
 mod webhook;
-#[cfg(feature = "wip-whatsapp")]
 mod whatsapp;
 
 use axum::Router;
@@ -72,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/avito", post(avito::webhook))
         .merge(telegram_routes())
         .merge(whatsapp_routes())
+        .merge(ui_routes(&state))
+        .merge(ops_routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
 }
@@ -86,7 +91,6 @@ fn telegram_routes() -> Router<AppState> {
     Router::new()
 }
 
-#[cfg(feature = "wip-whatsapp")]
 fn whatsapp_routes() -> Router<AppState> {
     Router::new()
         .route("/pub/wa/start", get(whatsapp::pub_start).post(whatsapp::pub_start))
@@ -100,7 +104,22 @@ fn whatsapp_routes() -> Router<AppState> {
         .route("/admin/wa/logs", get(whatsapp::admin_logs))
 }
 
-#[cfg(not(feature = "wip-whatsapp"))]
-fn whatsapp_routes() -> Router<AppState> {
+#[cfg(feature = "wip-ui")]
+fn ui_routes(state: &AppState) -> Router<AppState> {
+    ui::routes(state)
+}
+
+#[cfg(not(feature = "wip-ui"))]
+fn ui_routes(_state: &AppState) -> Router<AppState> {
+    Router::new()
+}
+
+#[cfg(feature = "wip-ops")]
+fn ops_routes() -> Router<AppState> {
+    Router::new().route("/admin/backup", post(backup::snapshot))
+}
+
+#[cfg(not(feature = "wip-ops"))]
+fn ops_routes() -> Router<AppState> {
     Router::new()
 }

@@ -123,18 +123,11 @@ impl FakeWa {
         self.push_message(me, peer, json!({"type": "chat", "body": text}), None, from_me)
     }
 
-    /// An incoming media message with its bytes.
-    pub fn incoming_media(
-        &self,
-        me: &str,
-        peer: &str,
-        kind: &str,
-        mime: &str,
-        name: &str,
-        bytes: &[u8],
-        caption: &str,
-    ) -> String {
+    /// An incoming media message with its bytes: an `image` for image types, else a
+    /// `document`.
+    pub fn incoming_media(&self, me: &str, peer: &str, mime: &str, name: &str, bytes: &[u8], caption: &str) -> String {
         use base64::Engine as _;
+        let kind = if mime.starts_with("image/") { "image" } else { "document" };
         let media =
             json!({"b64": base64::engine::general_purpose::STANDARD.encode(bytes), "mimetype": mime, "filename": name});
         self.push_message(me, peer, json!({"type": kind, "caption": caption}), Some(media), false)
