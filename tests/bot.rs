@@ -399,3 +399,56 @@ async fn avioctl_chat_answers_a_product_question_with_the_catalog_price() {
     assert!(text.contains("lead: Сколько стоит диван Милан?"), "{text}");
     assert!(text.contains("(state reset)"), "{text}");
 }
+
+/// Uploads a 1C-style price list through the cabinet route and waits for its job.
+async fn upload_catalog(app: &TestApp, key: &str) {
+    let csv = "Артикул;Номенклатура;Цена;Остаток\nD-101;Диван угловой «Милан» 2×1,6 м;45 990,00;3\nK-201;Кресло «Уют» рогожка;12 990,50;5\n";
+    let boundary = "avio-bot-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"price.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
+    );
+    let r = app
+        .http
+        .post(app.url(&format!("/pub/catalog/upload?tenant=1&k={key}")))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = split(r).await;
+    assert_eq!(status, 200, "{answer}");
+    let job = answer["job_id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(20), || {
+        let (app, job, key) = (app, job.clone(), key.to_string());
+        async move {
+            let (_, status) = app.get(&format!("/pub/catalog/job?tenant=1&k={key}&job_id={job}")).await;
+            (status["state"] == "done").then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_uploaded_catalog_grounds_replies_through_the_llm_and_offline() {
+    let (fake, url) = fake_llm().await;
+    let app =
+        spawn_app_with(&[("BOT_DEBOUNCE_MS", "100"), ("OPENAI_API_KEY", "sk-test"), ("OPENAI_BASE_URL", &url)]).await;
+    let key = app.tenant_with_key(1).await;
+    upload_catalog(&app, &key).await;
+    let (_, settings) = app.get(&format!("/pub/settings/get?tenant=1&k={key}")).await;
+    let index = &settings["cfg"]["integrations"]["uploaded_catalog"]["index"];
+    assert_eq!(index["rows"], 2, "the index is rebuilt when the job finishes: {settings}");
+    assert!(index["built_at"].is_string());
+
+    fake.push(Scripted::Text("Кресло «Уют» рогожка стоит 12 990,50 ₽, есть в наличии."));
+    say(&app, "u1", "Сколько стоит кресло уют?").await;
+    assert_eq!(replies(&app, "u1").await, ["Кресло «Уют» рогожка стоит 12 990,50 ₽, есть в наличии."]);
+    assert!(system_prompt(&fake.requests()[0]).contains("[K-201] Кресло «Уют» рогожка — 12 990,50 ₽"));
+
+    let offline = spawn_app_with(&[("BOT_DEBOUNCE_MS", "100")]).await;
+    let key = offline.tenant_with_key(1).await;
+    upload_catalog(&offline, &key).await;
+    say(&offline, "u2", "Почём диван Милан?").await;
+    let got = replies(&offline, "u2").await;
+    assert!(got[0].contains("Диван угловой «Милан» 2×1,6 м — 45 990 ₽, в наличии"), "{got:?}");
+}

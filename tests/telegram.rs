@@ -95,7 +95,7 @@ impl Script {
     }
 
     fn push(&self, message: TgMessage) {
-        self.updates_tx.send(Ok(TgUpdate::Message(message))).unwrap();
+        self.updates_tx.send(Ok(TgUpdate::Message(Box::new(message)))).unwrap();
     }
 
     fn calls(&self) -> Vec<String> {

@@ -55,10 +55,13 @@ fn tokens_key(tenant: TenantId) -> String {
     format!("llm:tokens:{tenant}:{today}")
 }
 
+/// An index and the file version it was built from.
+type CachedIndex = (PathBuf, Option<SystemTime>, Arc<CatalogIndex>);
+
 /// Per-tenant catalog indexes, rebuilt when the catalog file changes.
 #[derive(Default)]
 struct Indexes {
-    cache: Mutex<HashMap<TenantId, (PathBuf, Option<SystemTime>, Arc<CatalogIndex>)>>,
+    cache: Mutex<HashMap<TenantId, CachedIndex>>,
 }
 
 pub struct Bot {

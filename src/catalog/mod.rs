@@ -22,8 +22,11 @@ use crate::store::StoreError;
 
 /// Called after a job wrote a tenant's new catalog CSV and recorded it in tenant.json.
 /// The bot rebuilds its search index here; for now it only announces the catalog.
-pub async fn on_catalog_ready(_state: &AppState, tenant: TenantId, csv_path: &Path) -> anyhow::Result<()> {
+pub async fn on_catalog_ready(state: &AppState, tenant: TenantId, csv_path: &Path) -> anyhow::Result<()> {
     tracing::info!(event = "catalog_ready", tenant = %tenant, csv = %csv_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    // The bot's search index is derived from the catalog: rebuild it now, and record
+    // where and when in `uploaded_catalog.index`.
+    state.bot.catalog_ready(state, tenant).await;
     Ok(())
 }
 

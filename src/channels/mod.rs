@@ -107,6 +107,8 @@ impl SendError {
 
 /// What a driver reports besides sends.
 #[derive(Debug, Clone)]
+// Events are moved through a channel once each; boxing the message would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ChannelEvent {
     Incoming(MessageIn),
     /// A session state change (`wa_state`, Telegram login states…).

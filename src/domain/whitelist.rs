@@ -40,7 +40,7 @@ impl Whitelist {
             },
             _ => canonical(to),
         };
-        self.entries.iter().any(|e| *e == to)
+        self.entries.contains(&to)
     }
 }
 

@@ -131,7 +131,7 @@ pub struct TgMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TgUpdate {
     /// A new message in a private chat with a user.
-    Message(TgMessage),
+    Message(Box<TgMessage>),
     /// Anything else (service messages, groups, edits): proof the connection lives.
     Other,
 }

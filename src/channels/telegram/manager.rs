@@ -1010,7 +1010,7 @@ impl TenantSession {
                     Some(Ok(update)) => {
                         alive_at = Instant::now();
                         if let TgUpdate::Message(message) = update {
-                            self.handle_message(message).await;
+                            self.handle_message(*message).await;
                         }
                     }
                 },

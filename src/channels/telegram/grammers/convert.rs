@@ -38,14 +38,14 @@ pub fn map_rpc_error(error: &RpcError) -> TgError {
     let name = error.name.as_str();
     match name {
         "FLOOD_WAIT" | "SLOWMODE_WAIT" | "FLOOD_PREMIUM_WAIT" | "FLOOD_TEST_PHONE_WAIT" => {
-            TgError::FloodWait(error.value.and_then(|v| u32::try_from(v).ok()).unwrap_or(1))
+            TgError::FloodWait(error.value.unwrap_or(1))
         }
         "PEER_FLOOD" => TgError::PeerFlood,
         "SESSION_PASSWORD_NEEDED" => TgError::PasswordNeeded,
         "PASSWORD_HASH_INVALID" => TgError::PasswordInvalid,
         _ if SESSION_GONE.contains(&name) => TgError::SessionGone(name.to_string()),
         _ if PEER_INVALID.contains(&name) => TgError::PeerInvalid(name.to_string()),
-        _ if error.code == 420 => TgError::FloodWait(error.value.and_then(|v| u32::try_from(v).ok()).unwrap_or(1)),
+        _ if error.code == 420 => TgError::FloodWait(error.value.unwrap_or(1)),
         _ => TgError::Rpc { code: error.code, name: name.to_string() },
     }
 }
@@ -195,7 +195,7 @@ pub enum RawLoginStep {
         dc_id: i32,
         token: Vec<u8>,
     },
-    Success(tl::enums::User),
+    Success(Box<tl::enums::User>),
     /// `auth.authorizationSignUpRequired`: no such account (cannot happen by QR).
     SignUpRequired,
 }
@@ -205,7 +205,7 @@ pub fn login_step(answer: tl::enums::auth::LoginToken) -> RawLoginStep {
         tl::enums::auth::LoginToken::Token(t) => RawLoginStep::Token { token: t.token, expires: i64::from(t.expires) },
         tl::enums::auth::LoginToken::MigrateTo(m) => RawLoginStep::MigrateTo { dc_id: m.dc_id, token: m.token },
         tl::enums::auth::LoginToken::Success(s) => match s.authorization {
-            tl::enums::auth::Authorization::Authorization(a) => RawLoginStep::Success(a.user),
+            tl::enums::auth::Authorization::Authorization(a) => RawLoginStep::Success(Box::new(a.user)),
             tl::enums::auth::Authorization::SignUpRequired(_) => RawLoginStep::SignUpRequired,
         },
     }
@@ -247,7 +247,7 @@ mod tests {
             assert!(s.len() < 254);
             self.0.push(s.len() as u8);
             self.0.extend(s.as_bytes());
-            while !(s.len() + 1).is_multiple_of(4) && self.0.len() % 4 != 0 {
+            while !self.0.len().is_multiple_of(4) {
                 self.0.push(0);
             }
             self

@@ -180,7 +180,7 @@ impl GrammersAccount {
         match convert::login_step(answer) {
             RawLoginStep::Token { token, expires } => Ok(LoginStep::Token { token, expires }),
             RawLoginStep::MigrateTo { dc_id, token } => Ok(LoginStep::MigrateTo { dc_id, token }),
-            RawLoginStep::Success(user) => self.finish_login(user).await.map(LoginStep::Success),
+            RawLoginStep::Success(user) => self.finish_login(*user).await.map(LoginStep::Success),
             RawLoginStep::SignUpRequired => Err(TgError::Other("sign_up_required".into())),
         }
     }
@@ -405,7 +405,7 @@ impl TelegramAccount for GrammersAccount {
             {
                 info.bytes = self.download(&media).await;
             }
-            Ok(TgUpdate::Message(mapped))
+            Ok(TgUpdate::Message(Box::new(mapped)))
         }
         .boxed()
     }
