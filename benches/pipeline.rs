@@ -89,8 +89,11 @@ fn main() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let arrivals = Arc::new(Arrivals::default());
-        let extensions =
-            Extensions { drivers: vec![(Channel::Whatsapp, Arc::new(TimingFactory(arrivals.clone())))], bot: None };
+        let extensions = Extensions {
+            drivers: vec![(Channel::Whatsapp, Arc::new(TimingFactory(arrivals.clone())))],
+            bot: None,
+            ..Default::default()
+        };
         let app = Application::build_with(Config::from_vars(&vars).unwrap(), extensions).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());

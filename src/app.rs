@@ -52,7 +52,6 @@ pub struct AppState {
     /// Avito tokens, connection and sends, shared by the driver, handlers and poller.
     pub avito: crate::channels::avito::Avito,
     /// Every tenant's Telegram session (login routes, status, the driver).
-    #[cfg(feature = "wip-telegram")]
     pub telegram: Arc<crate::channels::telegram::TelegramHub>,
     /// Every tenant's WhatsApp session (routes, status, the driver).
     pub whatsapp: crate::channels::whatsapp::WhatsApp,
@@ -66,7 +65,6 @@ pub struct Extensions {
     pub drivers: Vec<(Channel, Arc<dyn DriverFactory>)>,
     pub bot: Option<Arc<dyn BotHook>>,
     /// Opens Telegram accounts instead of grammers (tests script them).
-    #[cfg(feature = "wip-telegram")]
     pub telegram_accounts: Option<Arc<dyn crate::channels::telegram::AccountFactory>>,
 }
 
@@ -120,7 +118,6 @@ impl Application {
             .entry(Channel::Avito)
             .or_insert_with(|| Arc::new(crate::channels::avito::AvitoFactory(avito.clone())));
         // Without TELEGRAM_API_ID/HASH the hub has no accounts and answers tg_unavailable.
-        #[cfg(feature = "wip-telegram")]
         let telegram = {
             use crate::channels::telegram::{AccountFactory, TelegramHub, Timing, grammers::GrammersFactory};
             let accounts: Option<Arc<dyn AccountFactory>> = config.telegram.as_ref().map(|app| {
@@ -165,7 +162,6 @@ impl Application {
             wake: Arc::new(Wakers::default()),
             http_client,
             avito,
-            #[cfg(feature = "wip-telegram")]
             telegram,
             whatsapp,
             cancel: CancellationToken::new(),
@@ -181,7 +177,6 @@ impl Application {
         spawn_component(&mut components, &state, "avito_poller", crate::channels::avito::poller::run);
         spawn_component(&mut components, &state, "catalog_worker", crate::catalog::worker::run);
         // Authorized Telegram sessions come back on their own; each tenant in its own task.
-        #[cfg(feature = "wip-telegram")]
         tokio::spawn({
             let hub = state.telegram.clone();
             async move { hub.restore_all().await }
@@ -232,7 +227,6 @@ impl Application {
         cancel.cancel();
         while self.components.join_next().await.is_some() {}
         self.state.channels.stop_all().await;
-        #[cfg(feature = "wip-telegram")]
         self.state.telegram.stop_all().await;
         // Graceful browser close: the profile is flushed and its lock removed.
         self.state.whatsapp.shutdown().await;

@@ -1,7 +1,6 @@
 //! Telegram sessions end to end through the Avio-owned account trait: a scripted
 //! account stands in for Telegram (unreachable from here). The login state machine
 //! runs under tokio's paused time; the routes run on the real router with real files.
-#![cfg(feature = "wip-telegram")]
 
 mod common;
 

@@ -14,7 +14,6 @@ use avio::config;
 #[path = "avioctl/wa.rs"]
 mod wa;
 
-#[cfg(feature = "wip-telegram")]
 #[path = "avioctl/tg.rs"]
 mod tg;
 
@@ -76,7 +75,6 @@ enum Command {
     #[command(subcommand)]
     Wa(wa::WaCmd),
     /// Telegram sessions: status|logout --tenant N.
-    #[cfg(feature = "wip-telegram")]
     #[command(subcommand)]
     Tg(tg::TgCmd),
     /// Catalog tools that work offline, without the daemon.
@@ -333,7 +331,6 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             print(raw, &answer, |a| println!("{}", s(&a["provider_token"])));
         }
         Command::Wa(command) => wa::run(command, raw, settings).await?,
-        #[cfg(feature = "wip-telegram")]
         Command::Tg(command) => tg::run(command, raw, settings).await?,
         Command::Chat { tenant, contact, channel, reset, show_messages } => {
             chat(&settings.client()?, tenant, &contact, &channel, reset, show_messages).await?;

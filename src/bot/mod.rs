@@ -428,7 +428,10 @@ impl BotHook for Bot {
             let options = EnqueueOptions {
                 dedupe_key: Some(format!("bot:{}", message.dedupe_key())),
                 delay: state.config.bot_debounce,
-                durable: true,
+                // No fsync of its own: redb commits apply in order, so if this one is
+                // lost in a crash, the inbox ack after it is lost too, the message is
+                // redelivered, and this job is scheduled again.
+                durable: false,
             };
             state.queues.enqueue(BOT_QUEUE, &job, options).await?;
             // Wake the reply worker when the debounce ends rather than on its next poll.

@@ -9,7 +9,6 @@
 pub mod avito;
 pub mod qr;
 pub mod simulator;
-#[cfg(feature = "wip-telegram")]
 pub mod telegram;
 pub mod whatsapp;
 

@@ -13,7 +13,6 @@ mod ops;
 mod public;
 mod send;
 mod system;
-#[cfg(feature = "wip-telegram")]
 mod telegram;
 #[cfg(feature = "wip-ui")]
 mod ui;
@@ -73,22 +72,12 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/avito/subscriptions", get(avito::subscriptions))
         .route("/admin/avito/unsubscribe", post(avito::unsubscribe))
         .route("/webhook/avito", post(avito::webhook))
-        .merge(telegram_routes())
+        .merge(telegram::routes())
         .merge(whatsapp_routes())
         .merge(ui_routes(&state))
         .merge(ops_routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
-}
-
-#[cfg(feature = "wip-telegram")]
-fn telegram_routes() -> Router<AppState> {
-    telegram::routes()
-}
-
-#[cfg(not(feature = "wip-telegram"))]
-fn telegram_routes() -> Router<AppState> {
-    Router::new()
 }
 
 fn whatsapp_routes() -> Router<AppState> {

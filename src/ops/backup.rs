@@ -25,13 +25,15 @@ use sha2::{Digest, Sha256};
 
 use super::Layout;
 use crate::queue::{self, QueueError};
-use crate::store::snapshot::{self as db_snapshot, BACKUPS_DIR, compact_timestamp};
+use crate::store::snapshot::{self as db_snapshot, compact_timestamp};
 use crate::store::{StoreError, fsutil};
 
 /// The archive layout this code writes and reads.
 pub const FORMAT: u32 = 1;
 /// The manifest's name inside the archive (its last entry).
 pub const MANIFEST: &str = "manifest.json";
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Every state file sits under this prefix in the archive.
 const DATA: &str = "data";
 /// The top-level entries of `DATA_DIR` an archive may hold; nothing else is restored.
@@ -144,7 +146,8 @@ pub fn offline_snapshot(layout: &Layout) -> Result<Snapshot, BackupError> {
     if queue::snapshot::in_use(&queues) {
         return Err(BackupError::DaemonRunning(format!("{} is locked", queues.display())));
     }
-    let dir = layout.data_dir.join(BACKUPS_DIR).join(format!("offline-{}-{}", compact_timestamp(), token()));
+    let dir =
+        db_snapshot::ensure_backups_dir(&layout.data_dir)?.join(format!("offline-{}-{}", compact_timestamp(), token()));
     fsutil::ensure_private_dir(&dir).map_err(io_err(format!("create {}", dir.display())))?;
     let copied = db_snapshot::snapshot_file(&db, &dir.join("avio.db"))
         .map_err(BackupError::from)
@@ -363,7 +366,12 @@ pub fn restore(layout: &Layout, archive: &Path) -> Result<RestoreReport, BackupE
 /// Unpacks into `dest` and checks the files against the manifest and the databases.
 fn unpack(archive: &Path, dest: &Path) -> Result<Manifest, BackupError> {
     let not_a_backup = |reason: String| BackupError::NotABackup { path: archive.to_path_buf(), reason };
-    let file = fs::File::open(archive).map_err(io_err(format!("open {}", archive.display())))?;
+    let mut file = fs::File::open(archive).map_err(io_err(format!("open {}", archive.display())))?;
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_err() || magic != ZSTD_MAGIC {
+        return Err(not_a_backup("not a zstd-compressed archive (.tar.zst)".into()));
+    }
+    io::Seek::rewind(&mut file).map_err(io_err(format!("read {}", archive.display())))?;
     let decoder = zstd::Decoder::new(file).map_err(|e| not_a_backup(format!("not zstd: {e}")))?;
     let mut tar = tar::Archive::new(decoder);
     let mut unpacked: BTreeMap<String, (u64, String)> = BTreeMap::new();
@@ -411,7 +419,9 @@ fn unpack(archive: &Path, dest: &Path) -> Result<Manifest, BackupError> {
     }
     for file in &manifest.files {
         match unpacked.remove(&file.path) {
-            None => return Err(BackupError::Damaged(format!("{} is in the manifest but not in the archive", file.path))),
+            None => {
+                return Err(BackupError::Damaged(format!("{} is in the manifest but not in the archive", file.path)));
+            }
             Some((size, sha256)) if size != file.size || sha256 != file.sha256 => {
                 return Err(BackupError::Damaged(format!("{} does not match its checksum", file.path)));
             }
@@ -462,7 +472,7 @@ fn safe_relative(path: &Path) -> Option<PathBuf> {
 /// it the owner of `DATA_DIR` (a restore run by root for the `avio` user).
 fn swap_in(layout: &Layout, staging: &Path, manifest: Manifest) -> Result<RestoreReport, BackupError> {
     let data = staging.join(DATA);
-    let aside = layout.data_dir.join(BACKUPS_DIR).join(format!("pre-restore-{}", compact_timestamp()));
+    let aside = db_snapshot::ensure_backups_dir(&layout.data_dir)?.join(format!("pre-restore-{}", compact_timestamp()));
     // (staged name, live path, extra live files that belong to it)
     let db = layout.db_path();
     let db_companions = vec![append_name(&db, "-wal"), append_name(&db, "-shm")];
@@ -501,6 +511,9 @@ fn swap_in(layout: &Layout, staging: &Path, manifest: Manifest) -> Result<Restor
         if let Some((uid, gid)) = owner {
             give_to(live, uid, gid)?;
         }
+    }
+    if let (true, Some((uid, gid))) = (moved_aside, owner) {
+        give_to(&aside, uid, gid)?;
     }
     let n_tenants = count_tenants(manifest.files.iter().filter_map(|f| f.path.strip_prefix("data/tenants/")));
     Ok(RestoreReport { n_files: manifest.files.len(), n_tenants, aside: moved_aside.then_some(aside), manifest })

@@ -200,7 +200,9 @@ fn check_secrets(report: &mut Report, input: &DiagInput, env: &str, restart: &st
             report.push(Finding::fail(
                 "secrets",
                 "ADMIN_TOKEN is not set",
-                format!("set ADMIN_TOKEN in {env} to 40 random characters (e.g. `openssl rand -hex 20`), then {restart}"),
+                format!(
+                    "set ADMIN_TOKEN in {env} to 40 random characters (e.g. `openssl rand -hex 20`), then {restart}"
+                ),
             ));
         }
         Some(token) => {
@@ -209,7 +211,9 @@ fn check_secrets(report: &mut Report, input: &DiagInput, env: &str, restart: &st
                 report.push(Finding::fail(
                     "secrets",
                     format!("ADMIN_TOKEN {why}"),
-                    format!("set ADMIN_TOKEN in {env} to 40 random characters (e.g. `openssl rand -hex 20`), then {restart}"),
+                    format!(
+                        "set ADMIN_TOKEN in {env} to 40 random characters (e.g. `openssl rand -hex 20`), then {restart}"
+                    ),
                 ));
             }
         }
@@ -267,7 +271,8 @@ fn weak_secret(value: &str) -> Option<String> {
 }
 
 fn check_outbox(report: &mut Report, input: &DiagInput, env: &str, restart: &str) {
-    let enabled = input.get("OUTBOX_ENABLED").is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.to_lowercase().as_str()));
+    let enabled =
+        input.get("OUTBOX_ENABLED").is_some_and(|v| ["1", "true", "yes", "on"].contains(&v.to_lowercase().as_str()));
     let whitelist: Vec<&str> = input
         .get("OUTBOX_WHITELIST")
         .map(|s| s.split(|c: char| c == ',' || c.is_whitespace()).filter(|p| !p.is_empty()).collect())
@@ -310,7 +315,10 @@ fn check_providers_config(report: &mut Report, input: &DiagInput, env: &str) {
     let chromium = chromium_binary(input.get("CHROMIUM_PATH"));
     let mut details = vec![
         format!("Telegram app: {}", if telegram { "configured" } else { "not configured (Telegram disabled)" }),
-        format!("Avito app: {}", if avito { "configured (OAuth connect)" } else { "not configured (own credentials only)" }),
+        format!(
+            "Avito app: {}",
+            if avito { "configured (OAuth connect)" } else { "not configured (own credentials only)" }
+        ),
     ];
     details.push(format!("Chromium: {}", chromium.as_ref().map_or("not found".into(), |p| p.display().to_string())));
     match chromium {
@@ -361,7 +369,9 @@ fn check_data_dir(report: &mut Report, layout: &Layout) {
             let backups = dir.join("backups");
             let n_backups = std::fs::read_dir(&backups).map(|d| d.count()).unwrap_or(0);
             details.push(format!("{}: {n_backups} entries", backups.display()));
-            report.push(Finding::ok("data", format!("DATA_DIR {} is private (0700)", dir.display())).with_details(details));
+            report.push(
+                Finding::ok("data", format!("DATA_DIR {} is private (0700)", dir.display())).with_details(details),
+            );
         }
     }
 }

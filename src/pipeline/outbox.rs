@@ -154,11 +154,20 @@ pub async fn submit(
         log_result(state, message.channel, "skipped", reason, "-", &message.tenant.to_string());
         return Err(e);
     }
-    let job_id = job_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // A keyed submit gets a job id derived from its key, so a resubmit after a crash
+    // lands on the same rows instead of leaving an orphan behind.
+    let job_id = job_id
+        .or_else(|| {
+            idempotency_key.as_deref().map(|k| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, k.as_bytes()).to_string())
+        })
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let item = OutboxItem { job_id: job_id.clone(), origin, message: message.clone() };
     let options = EnqueueOptions {
         dedupe_key: Some(format!("out:{}", idempotency_key.as_deref().unwrap_or(&job_id))),
-        durable: true,
+        // A bot reply needs no fsync of its own: its job's ack commits after this one,
+        // so a crash that loses this commit redelivers the job (same key, same job id).
+        // API and operator sends are acknowledged to a person and must be durable now.
+        durable: origin != Origin::Bot,
         ..Default::default()
     };
     if state.queues.enqueue(OUTBOX, &item, options).await? == Enqueued::Duplicate {

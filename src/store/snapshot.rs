@@ -27,13 +27,33 @@ pub fn before_migrations(conn: &Connection, db_path: &Path) -> Result<Option<Pat
     if n_objects == 0 {
         return Ok(None);
     }
-    let dir = db_path.parent().unwrap_or(Path::new(".")).join(BACKUPS_DIR);
-    fsutil::ensure_private_dir(&dir)?;
+    let dir = ensure_backups_dir(db_path.parent().unwrap_or(Path::new(".")))?;
     let name = db_path.file_name().and_then(|n| n.to_str()).unwrap_or("avio.db");
     let dest = dir.join(format!("{name}.pre-v{latest}.{}", compact_timestamp()));
     vacuum_into(conn, &dest)?;
+    same_owner_as(&dir, &dest)?;
     tracing::info!(event = "pre_migration_snapshot", from_version = current, to_version = latest, path = %dest.display());
     Ok(Some(dest))
+}
+
+/// `DATA_DIR/backups` (0700), owned like `DATA_DIR`: root running `avioctl` must not
+/// leave a directory the daemon's user cannot write its next snapshot into.
+pub fn ensure_backups_dir(data_dir: &Path) -> Result<PathBuf, StoreError> {
+    let dir = data_dir.join(BACKUPS_DIR);
+    fsutil::ensure_private_dir(&dir)?;
+    same_owner_as(data_dir, &dir)?;
+    Ok(dir)
+}
+
+/// Gives `path` the owner of `reference` when they differ (only root can, and only
+/// root creates them differently).
+fn same_owner_as(reference: &Path, path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let (want, have) = (std::fs::metadata(reference)?, std::fs::metadata(path)?);
+    if (want.uid(), want.gid()) != (have.uid(), have.gid()) {
+        std::os::unix::fs::chown(path, Some(want.uid()), Some(want.gid()))?;
+    }
+    Ok(())
 }
 
 /// The schema version this binary migrates to.

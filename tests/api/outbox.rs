@@ -19,6 +19,7 @@ async fn app_with_recorder(overrides: &[(&str, &str)]) -> (TestApp, Arc<Recorder
             (Channel::Telegram, Arc::new(RecordingFactory(recorder.clone()))),
         ],
         bot: None,
+        ..Default::default()
     };
     let app = spawn_app_ext(overrides, extensions).await;
     app.tenant_with_key(1).await;

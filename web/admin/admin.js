@@ -53,8 +53,8 @@ function head(title, sub, ...actions) {
 function route() {
   if (stopCurrent) stopCurrent();
   stopCurrent = null;
-  const [name, arg] = (window.location.hash || '#tenants').slice(1).split('/');
-  const section = { tenants, tenant: () => tenantPage(arg), queues, guardrails, failures }[name] || tenants;
+  const [name] = (window.location.hash || '#tenants').slice(1).split('/');
+  const section = { tenants, tenant: tenantPage, queues, guardrails, failures }[name] || tenants;
   const navKey = name === 'tenant' ? 'tenants' : section === tenants ? 'tenants' : name;
   for (const link of document.querySelectorAll('#nav a')) link.classList.toggle('active', link.dataset.section === navKey);
   const main = $('#main');
@@ -476,7 +476,7 @@ function queues(main) {
               h(
                 'tr',
                 {},
-                h('td', {}, h('div', {}, QUEUE_NAMES[q.queue] || q.queue), h('div', { class: 'small muted mono' }, q.queue)),
+                h('td', {}, h('div', {}, h('div', {}, QUEUE_NAMES[q.queue] || q.queue), h('div', { class: 'small muted mono' }, q.queue))),
                 h('td', { class: 'num' }, String(q.depth)),
                 h('td', { class: 'num' }, q.dead ? pill('err', String(q.dead)) : '0'),
               ),
@@ -577,7 +577,7 @@ function guardrails(main) {
               return h(
                 'tr',
                 { dataset: { ok: String(g.ok) } },
-                h('td', { 'data-label': 'Правило' }, h('div', {}, title), h('div', { class: 'small muted mono' }, g.name)),
+                h('td', { 'data-label': 'Правило' }, h('div', {}, h('div', {}, title), h('div', { class: 'small muted mono' }, g.name))),
                 h('td', { 'data-label': 'Канал' }, g.channel ? CHANNELS[g.channel] || g.channel : 'все'),
                 h('td', { 'data-label': 'Сейчас', class: 'num' }, `${(g.ratio * 100).toFixed(1)} %`),
                 h('td', { 'data-label': 'Порог', class: 'small' }, limit || `${(g.max_ratio * 100).toFixed(1)} %`),

@@ -111,7 +111,9 @@ export function channelsCard(api, tenant, handle) {
     } catch (e) {
       if (e.code === 'invalid_admin_token') return handle(e);
       const text = e.code === 'tg_unavailable' ? errorText(e) : unavailable(e);
-      mount(tgSlot, row('T', 'tg', 'Telegram', pill(e.code === 'tg_unavailable' ? 'err' : 'off', 'Недоступно'), h('div', { class: 'small muted' }, text)));
+      const notConfigured = e.code === 'tg_unavailable' && e.body.reason === 'not_configured';
+      const status = notConfigured ? pill('wait', 'Не настроено') : pill(e.code === 'tg_unavailable' ? 'err' : 'off', 'Недоступно');
+      mount(tgSlot, row('T', 'tg', 'Telegram', status, h('div', { class: 'small muted' }, text)));
       return;
     }
     const [kind, label] = TG_STATES[status.state] || ['off', status.state];

@@ -44,6 +44,20 @@ function upload(url, file, onProgress) {
   });
 }
 
+/** 45990.5 → «45 990,5» (the CSV keeps a dot; people read a comma). */
+function fmtPrice(cell) {
+  const n = Number(cell);
+  if (cell === '' || cell === null || cell === undefined || Number.isNaN(n)) return cell ?? '';
+  return n.toLocaleString('ru-RU', { maximumFractionDigits: 2 });
+}
+
+/** The converter's notes, in Russian where we know them. */
+function warningText(text) {
+  const encoding = /^read as (.+)$/.exec(text);
+  if (encoding) return `Файл прочитан в кодировке ${encoding[1]}.`;
+  return text;
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function catalogSection(ctx) {
@@ -132,7 +146,7 @@ export function catalogSection(ctx) {
                 'tr',
                 {},
                 (Array.isArray(row) ? row : header.map((col) => row[col])).map((cell, i) =>
-                  h('td', { class: header[i] === 'price' || header[i] === 'stock' ? 'num' : '', title: cell || '' }, cell ?? ''),
+                  h('td', { class: header[i] === 'price' || header[i] === 'stock' ? 'num' : '', title: cell || '' }, header[i] === 'price' ? fmtPrice(cell) : cell ?? ''),
                 ),
               ),
             ),
@@ -150,7 +164,7 @@ export function catalogSection(ctx) {
         result,
         banner('ok', h('strong', {}, `Готово: ${rows} ${plural(rows, 'товар', 'товара', 'товаров')}`), ` из файла «${job.original || 'файл'}».`),
         warnings.length
-          ? h('div', { class: 'stack' }, h('div', { class: 'section-title' }, 'Предупреждения'), h('ul', { class: 'warnings' }, warnings.map((w) => h('li', {}, w))))
+          ? h('div', { class: 'stack' }, h('div', { class: 'section-title' }, 'Предупреждения'), h('ul', { class: 'warnings' }, warnings.map((w) => h('li', {}, warningText(w)))))
           : null,
       );
     } else if (job.state === 'failed') {

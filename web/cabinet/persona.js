@@ -113,7 +113,7 @@ export function personaSection(ctx) {
       } catch (e) {
         error.textContent = errorText(e);
       }
-    }),
+    }).then(live),
   );
   reset.addEventListener('click', () => {
     if (!window.confirm('Вернуть стандартную персону? Ваш текст будет заменён.')) return;

@@ -59,6 +59,7 @@ export function tryBotSection(ctx) {
         add('bot', `${reply.text || ''}${files}`, reply.ts);
       }
       got += replies.length;
+      if (got) typing.hidden = true;
       if (got && !replies.length) return;
     }
     if (!got && alive) add('bot', 'Бот пока не ответил. Возможно, автоответ выключен в настройках.');

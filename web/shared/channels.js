@@ -87,8 +87,10 @@ export class WhatsAppPanel {
       }
     }
     this.status = status;
-    const wantsQr = this.sessions === false || (status && (status.state === 'qr' || status.qr_id));
-    if (wantsQr) {
+    // The latest QR is shown whatever its source: the built-in session or an external
+    // provider's `qr` webhook (both land in the same cache).
+    const ready = status && (status.ready || status.state === 'ready');
+    if (!ready) {
       await this.loadQr(status && status.qr_id);
     } else {
       this.setQr(null);
@@ -126,7 +128,8 @@ export class WhatsAppPanel {
     if (this.sessions === false) return this.qrText ? 'qr' : 'external';
     if (!s) return 'loading';
     if (s.ready || s.state === 'ready') return 'ready';
-    if (s.state === 'qr' || this.qrText) return this.qrText ? 'qr' : 'starting';
+    if (this.qrText) return 'qr';
+    if (s.state === 'qr') return 'starting';
     return s.state || 'stopped';
   }
 

@@ -413,6 +413,15 @@ mod tests {
             .arg(format!("--user-data-dir={}", profile.display()))
             .spawn()
             .unwrap();
+        // Right after spawn the child may still be inside exec (an empty cmdline).
+        let flag = format!("--user-data-dir={}", profile.display());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read(format!("/proc/{}/cmdline", sleeper.id()))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == flag.as_bytes()))
+        {
+            assert!(std::time::Instant::now() < deadline, "the child never exec'd");
+            std::thread::yield_now();
+        }
         std::os::unix::fs::symlink(format!("thishost-{}", sleeper.id()), profile.join("SingletonLock")).unwrap();
         assert_eq!(clear_stale_lock(&profile).unwrap(), LockCheck::InUse(sleeper.id()));
         sleeper.kill().unwrap();
