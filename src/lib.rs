@@ -30,7 +30,6 @@ pub mod domain;
 pub mod guardrails;
 pub mod http;
 pub mod metrics;
-#[cfg(feature = "wip-ops")]
 pub mod ops;
 pub mod pipeline;
 pub mod queue;

@@ -2,7 +2,6 @@
 //! snapshot taken before migrations: every tenant, key, message, dialog state and
 //! session file comes back, a damaged archive changes nothing, a running daemon is
 //! never restored over.
-#![cfg(feature = "wip-ops")]
 
 mod common;
 

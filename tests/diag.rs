@@ -1,7 +1,6 @@
 //! `avioctl diag` and `avioctl send` through the real binary: diag passes on a good
 //! installation, fails on a broken one and names every fix; send delivers a test
 //! message through the outbox and explains a refusal.
-#![cfg(feature = "wip-ops")]
 
 mod common;
 

@@ -7,7 +7,6 @@
 //! Needs `cargo-deb`, `dpkg-deb`, `systemd-analyze` and `systemd-sysusers`; `.ci/run`
 //! installs them and sets `AVIO_REQUIRE_PACKAGING=1`, so CI fails instead of skipping.
 //! `AVIO_DEB=path` tests an existing package instead of running `cargo deb`.
-#![cfg(feature = "wip-ops")]
 
 mod common;
 

@@ -1,4 +1,3 @@
-#![cfg(feature = "wip-ui")]
 //! The web UI in real headless Chromium (driven with `headless_chrome`) against the
 //! real daemon on a random port: the admin panel, the client cabinet, the connect
 //! pages. Every page is also saved as a screenshot at 1280 px and 390 px under
@@ -71,7 +70,9 @@ impl Ui {
     }
 
     fn tab(&self) -> std::sync::Arc<Tab> {
-        // The tab Chromium opens with: a new one can time out on a busy box.
+        // The tab Chromium opens with: a new one can time out on a busy box. The crate
+        // deprecates the waiting call in favour of new_tab(), which is what times out.
+        #[allow(deprecated)]
         let tab = self.browser.wait_for_initial_tab().unwrap();
         tab.set_default_timeout(WAIT);
         viewport(&tab, 1280, 900, false);
@@ -211,7 +212,7 @@ fn fake_qr_svg(seed: u32) -> String {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
-                state % 2 == 0
+                state.is_multiple_of(2)
             };
             if on {
                 rects.push_str(&format!("<rect x=\"{x}\" y=\"{y}\" width=\"1\" height=\"1\"/>"));

@@ -17,7 +17,6 @@ mod wa;
 #[path = "avioctl/tg.rs"]
 mod tg;
 
-#[cfg(feature = "wip-ops")]
 #[path = "avioctl/ops.rs"]
 mod ops;
 
@@ -80,7 +79,6 @@ enum Command {
     /// Catalog tools that work offline, without the daemon.
     #[command(subcommand)]
     Catalog(CatalogCmd),
-    #[cfg(feature = "wip-ops")]
     #[command(flatten)]
     Ops(ops::OpsCmd),
 }
@@ -141,7 +139,6 @@ enum KeyCmd {
 struct Settings {
     vars: HashMap<String, String>,
     /// The env file the variables came from (`diag` checks its permissions).
-    #[cfg_attr(not(feature = "wip-ops"), allow(dead_code))]
     env_file: Option<PathBuf>,
 }
 
@@ -360,7 +357,6 @@ async fn run(command: Command, raw: bool, settings: &Settings) -> Result<(), Fai
             println!("contacts:  {}", report.contacts_columns.join(", "));
         }
         Command::Catalog(CatalogCmd::Convert { file }) => catalog_convert(&file)?,
-        #[cfg(feature = "wip-ops")]
         Command::Ops(command) => ops::run(command, raw, settings).await?,
     }
     Ok(())

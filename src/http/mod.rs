@@ -5,7 +5,6 @@ pub mod extract;
 
 mod admin;
 mod avito;
-#[cfg(feature = "wip-ops")]
 mod backup;
 mod catalog;
 mod dialogs;
@@ -14,7 +13,6 @@ mod public;
 mod send;
 mod system;
 mod telegram;
-#[cfg(feature = "wip-ui")]
 mod ui;
 mod webhook;
 mod whatsapp;
@@ -74,8 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/avito", post(avito::webhook))
         .merge(telegram::routes())
         .merge(whatsapp_routes())
-        .merge(ui_routes(&state))
-        .merge(ops_routes())
+        .merge(ui::routes(&state))
+        .route("/admin/backup", post(backup::snapshot))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
 }
@@ -91,24 +89,4 @@ fn whatsapp_routes() -> Router<AppState> {
         .route("/admin/wa/down", post(whatsapp::admin_down))
         .route("/admin/wa/restart", post(whatsapp::admin_restart))
         .route("/admin/wa/logs", get(whatsapp::admin_logs))
-}
-
-#[cfg(feature = "wip-ui")]
-fn ui_routes(state: &AppState) -> Router<AppState> {
-    ui::routes(state)
-}
-
-#[cfg(not(feature = "wip-ui"))]
-fn ui_routes(_state: &AppState) -> Router<AppState> {
-    Router::new()
-}
-
-#[cfg(feature = "wip-ops")]
-fn ops_routes() -> Router<AppState> {
-    Router::new().route("/admin/backup", post(backup::snapshot))
-}
-
-#[cfg(not(feature = "wip-ops"))]
-fn ops_routes() -> Router<AppState> {
-    Router::new()
 }

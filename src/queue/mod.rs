@@ -6,7 +6,6 @@
 //! one transaction and commits once (group commit): concurrent webhooks share one
 //! fsync, and each caller hears back only after the commit that holds its write.
 
-#[cfg(feature = "wip-ops")]
 pub mod snapshot;
 mod tables;
 mod writer;

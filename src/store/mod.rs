@@ -7,9 +7,7 @@ mod dialogs;
 pub mod fsutil;
 mod messages;
 mod migrations;
-#[cfg(feature = "wip-ui")]
 mod outbox_recent;
-#[cfg(feature = "wip-ops")]
 pub mod snapshot;
 pub mod tenant_files;
 mod tenants;
@@ -22,7 +20,6 @@ use rusqlite::Connection;
 pub use dialogs::{ContactRow, DialogRow, StoredMessage};
 pub use messages::{IngestOutcome, LeadRef, OutboundRecord, OutboxJobRow, resolve_or_create_contact};
 pub use migrations::{MIGRATIONS, SchemaReport};
-#[cfg(feature = "wip-ui")]
 pub use outbox_recent::RecentOutboxJob;
 pub use tenant_files::{TenantDoc, TenantFiles};
 pub use tenants::{ProviderTokenRow, TenantKeyRow, TenantRow};
@@ -62,7 +59,6 @@ impl Store {
         let mut conn = Connection::open(path)?;
         configure(&conn)?;
         // An upgrade's migrations run on a copy kept in DATA_DIR/backups first.
-        #[cfg(feature = "wip-ops")]
         snapshot::before_migrations(&conn, path)?;
         migrations::apply(&mut conn)?;
         Ok(Store { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()) })
@@ -124,7 +120,6 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 pub fn migrate_and_report(path: &Path) -> Result<SchemaReport, StoreError> {
     let mut conn = Connection::open(path)?;
     configure(&conn)?;
-    #[cfg(feature = "wip-ops")]
     snapshot::before_migrations(&conn, path)?;
     let applied = migrations::apply(&mut conn)?;
     migrations::report(&conn, applied)
