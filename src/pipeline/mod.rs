@@ -96,10 +96,32 @@ pub async fn channel_events(
                 tracing::info!(event = "channel_state", ch = %channel, tenant = %tenant, from = %from, to = %to);
             }
             ChannelEvent::Delivery { tenant, channel, provider_message_id, status } => {
-                if let Err(e) = state.store.set_delivery_status(tenant, channel, provider_message_id, status).await {
-                    tracing::warn!(event = "delivery_status_failed", error = %e);
-                }
+                tokio::spawn(apply_delivery(state.clone(), tenant, channel, provider_message_id, status));
             }
         }
     }
+}
+
+/// Applies a delivery ack. The page can ack a send before the outbox has recorded the
+/// message's provider id (the id is written when the send call returns), so an ack for
+/// an id not seen yet is tried again for a while instead of being dropped.
+async fn apply_delivery(
+    state: AppState,
+    tenant: crate::domain::TenantId,
+    channel: crate::domain::Channel,
+    provider_message_id: String,
+    status: String,
+) {
+    use crate::store::DeliveryUpdate;
+    let mut delay = std::time::Duration::from_millis(200);
+    for _ in 0..8 {
+        match state.store.set_delivery_status(tenant, channel, provider_message_id.clone(), status.clone()).await {
+            Ok(DeliveryUpdate::Applied) => return,
+            Ok(DeliveryUpdate::Unknown) => {}
+            Err(e) => tracing::warn!(event = "delivery_status_failed", error = %e),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
+    tracing::debug!(event = "delivery_status_unmatched", ch = %channel, tenant = %tenant, status = %status);
 }

@@ -400,21 +400,36 @@ impl Store {
         .await
     }
 
-    /// A delivery ack (`delivered`, `read`) for a message Avio sent.
+    /// A delivery ack (`delivered`, `read`, `failed`) for a message Avio sent.
+    /// `Unknown` when no sent message carries that provider id (yet).
     pub async fn set_delivery_status(
         &self,
         tenant: TenantId,
         channel: Channel,
         provider_id: String,
         status: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<DeliveryUpdate, StoreError> {
         self.run(move |conn| {
+            let known: bool = conn
+                .query_row(
+                    "SELECT 1 FROM messages WHERE tenant = ?1 AND channel = ?2 AND provider_message_id = ?3
+                     AND direction = 'out'",
+                    params![tenant.get(), channel.as_str(), provider_id],
+                    |_| Ok(true),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if !known {
+                return Ok(DeliveryUpdate::Unknown);
+            }
+            // Acks can arrive out of order: "delivered" never overwrites "read".
             conn.execute(
                 "UPDATE messages SET status = ?4 WHERE tenant = ?1 AND channel = ?2 AND provider_message_id = ?3
-                 AND direction = 'out'",
+                 AND direction = 'out' AND NOT (status = 'read' AND ?4 IN ('sent', 'delivered'))
+                 AND NOT (status = 'delivered' AND ?4 = 'sent')",
                 params![tenant.get(), channel.as_str(), provider_id, status],
             )?;
-            Ok(())
+            Ok(DeliveryUpdate::Applied)
         })
         .await
     }
@@ -456,4 +471,11 @@ impl Store {
         })
         .await
     }
+}
+
+/// What a delivery ack did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryUpdate {
+    Applied,
+    Unknown,
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use dialogs::{ContactRow, DialogRow, StoredMessage};
-pub use messages::{IngestOutcome, LeadRef, OutboundRecord, OutboxJobRow, resolve_or_create_contact};
+pub use messages::{DeliveryUpdate, IngestOutcome, LeadRef, OutboundRecord, OutboxJobRow, resolve_or_create_contact};
 pub use migrations::{MIGRATIONS, SchemaReport};
 pub use outbox_recent::RecentOutboxJob;
 pub use tenant_files::{TenantDoc, TenantFiles};

@@ -128,6 +128,34 @@ async fn a_send_to_a_known_lead_is_delivered_and_recorded() {
 }
 
 #[tokio::test]
+async fn delivery_acks_that_beat_the_send_result_still_update_the_message() {
+    let (app, recorder) = app_with_recorder(OPEN).await;
+    known_lead(&app).await;
+    // "read" then a late "delivered", both before the send call returns.
+    *recorder.acks_during_send.lock().unwrap() = vec!["read", "delivered"];
+    let (status, body) = app.admin_post("/send", &wa_send("Счёт отправлен")).await;
+    assert_eq!(status, 202);
+    let job_id = body["job_id"].as_str().unwrap().to_string();
+    let dir = app.data_dir.clone();
+    let status = eventually(Duration::from_secs(10), || {
+        let (dir, job_id) = (dir.clone(), job_id.clone());
+        async move {
+            let status: Option<String> = db(&dir)
+                .query_row("SELECT status FROM messages WHERE outbox_job_id = ?1", [&job_id], |r| r.get(0))
+                .ok();
+            status.filter(|s| s == "read" || s == "delivered")
+        }
+    })
+    .await;
+    assert_eq!(status, "read");
+    // The out-of-order "delivered" never downgrades it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status: String =
+        db(&dir).query_row("SELECT status FROM messages WHERE outbox_job_id = ?1", [&job_id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "read");
+}
+
+#[tokio::test]
 async fn wait_true_returns_the_result() {
     let (app, recorder) = app_with_recorder(OPEN).await;
     known_lead(&app).await;

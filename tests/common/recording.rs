@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use avio::channels::{ChannelDriver, DriverFactory, EventSink, OutboundMessage, SendError, SendReceipt};
-use avio::domain::TenantId;
+use avio::channels::{ChannelDriver, ChannelEvent, DriverFactory, EventSink, OutboundMessage, SendError, SendReceipt};
+use avio::domain::{Channel, TenantId};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -15,6 +15,9 @@ pub struct Recorder {
     pub sent: Mutex<Vec<OutboundMessage>>,
     /// Errors returned by the next sends, in order.
     pub failures: Mutex<VecDeque<SendError>>,
+    /// Delivery acks the driver reports during a send, before the send returns (as a
+    /// fast page does), in this order.
+    pub acks_during_send: Mutex<Vec<&'static str>>,
 }
 
 impl Recorder {
@@ -34,7 +37,7 @@ impl Recorder {
     }
 }
 
-struct RecordingDriver(Arc<Recorder>);
+struct RecordingDriver(Arc<Recorder>, TenantId, EventSink);
 
 impl ChannelDriver for RecordingDriver {
     fn start(&self) -> BoxFuture<'_, Result<Value, SendError>> {
@@ -48,9 +51,23 @@ impl ChannelDriver for RecordingDriver {
             if let Some(error) = self.0.failures.lock().unwrap().pop_front() {
                 return Err(error);
             }
-            let mut sent = self.0.sent.lock().unwrap();
-            sent.push(message.clone());
-            Ok(SendReceipt { provider_message_id: Some(format!("rec-{}", sent.len())) })
+            let id = {
+                let mut sent = self.0.sent.lock().unwrap();
+                sent.push(message.clone());
+                format!("rec-{}", sent.len())
+            };
+            let acks = self.0.acks_during_send.lock().unwrap().clone();
+            for status in acks {
+                let event = ChannelEvent::Delivery {
+                    tenant: self.1,
+                    // The ack tests send on WhatsApp.
+                    channel: Channel::Whatsapp,
+                    provider_message_id: id.clone(),
+                    status: status.to_string(),
+                };
+                self.2.send(event).await.unwrap();
+            }
+            Ok(SendReceipt { provider_message_id: Some(id) })
         }
         .boxed()
     }
@@ -62,7 +79,7 @@ impl ChannelDriver for RecordingDriver {
 pub struct RecordingFactory(pub Arc<Recorder>);
 
 impl DriverFactory for RecordingFactory {
-    fn create(&self, _tenant: TenantId, _events: EventSink) -> Arc<dyn ChannelDriver> {
-        Arc::new(RecordingDriver(self.0.clone()))
+    fn create(&self, tenant: TenantId, events: EventSink) -> Arc<dyn ChannelDriver> {
+        Arc::new(RecordingDriver(self.0.clone(), tenant, events))
     }
 }

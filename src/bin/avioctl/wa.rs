@@ -22,6 +22,15 @@ pub struct Which {
     all: bool,
 }
 
+/// `purge` takes the same selectors but none is required: it refuses whatever is asked.
+#[derive(Args)]
+pub struct PurgeArgs {
+    #[arg(long)]
+    tenant: Option<i64>,
+    #[arg(long)]
+    all: bool,
+}
+
 impl Which {
     fn query(&self) -> String {
         match self.tenant {
@@ -50,7 +59,7 @@ pub enum WaCmd {
         follow: bool,
     },
     /// Refused: a session's state is only reset by logging out.
-    Purge(Which),
+    Purge(PurgeArgs),
 }
 
 fn print_results(raw: bool, answer: &Value) {
