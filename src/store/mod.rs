@@ -96,13 +96,31 @@ impl Store {
         .await
     }
 
-    /// A consistent copy of the live database at `dest` (SQLite's online backup).
+    /// A consistent copy of the live database at `dest` (SQLite's online backup API).
+    /// It reads through a connection of its own, so the daemon's connection stays free;
+    /// one step over every page is one WAL read snapshot, which writers do not block
+    /// and cannot restart.
     pub async fn backup_to(&self, dest: PathBuf) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
-            Ok(())
+        use rusqlite::backup::{Backup, StepResult};
+        let source = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let from = Connection::open_with_flags(&*source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            fsutil::ensure_private_file(&dest)?;
+            let mut to = Connection::open(&dest)?;
+            let backup = Backup::new(&from, &mut to)?;
+            let mut pause = std::time::Duration::from_millis(5);
+            for _ in 0..120 {
+                if let StepResult::Done = backup.step(-1)? {
+                    return Ok(());
+                }
+                // Busy or locked (a checkpoint holding the lock for a moment): again shortly.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(StoreError::Io(std::io::Error::other("the database stayed locked during the backup")))
         })
         .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
     }
 }
 
