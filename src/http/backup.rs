@@ -32,7 +32,7 @@ pub async fn snapshot(_: Admin, State(state): State<AppState>) -> ApiResult<Json
         tokio::task::spawn_blocking(move || {
             remove_stale_snapshots(&backups);
             fsutil::ensure_private_dir(&dir)?;
-            // VACUUM INTO accepts an empty target, and keeps its 0600 mode.
+            // Created empty with mode 0600 before SQLite writes the copy into it.
             fsutil::ensure_private_file(&dir.join("avio.db"))
         })
         .await
