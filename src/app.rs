@@ -218,7 +218,7 @@ impl Application {
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let cancel = self.state.cancel.clone();
         let router = http::router(self.state.clone());
-        notify_systemd_ready(&cancel);
+        notify_systemd_ready(&self.state);
         tracing::info!(event = "listening", addr = %self.listener.local_addr()?);
         axum::serve(self.listener, router)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
@@ -270,20 +270,28 @@ where
 }
 
 /// `Type=notify`: READY after bind and migrations, then watchdog pings at half the
-/// interval systemd asked for. Outside systemd this does nothing.
-fn notify_systemd_ready(cancel: &CancellationToken) {
+/// interval systemd asked for, each only after both stores took a write: a daemon
+/// whose storage hangs stops pinging and systemd restarts it. Outside systemd this
+/// does nothing.
+fn notify_systemd_ready(state: &AppState) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     if let Some(interval) = sd_notify::watchdog_enabled() {
-        let cancel = cancel.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval / 2);
             loop {
                 tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tick.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                    _ = state.cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        let probes = async { tokio::join!(state.store.probe_write(), state.queues.probe_write()) };
+                        match tokio::time::timeout(interval / 2, probes).await {
+                            Ok((Ok(()), Ok(()))) => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                            _ => tracing::error!(event = "watchdog_skipped", reason = "a store did not take a write"),
+                        }
+                    }
                 }
             }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

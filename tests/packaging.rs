@@ -375,3 +375,38 @@ fn postinst_makes_distinct_secrets_once_and_upgrade_and_purge_keep_everything() 
     assert_eq!(std::fs::read(data_dir.join("avio.db")).unwrap(), b"tenant data");
     assert!(passwd_entry(&root, "avio")[0] == "avio");
 }
+
+/// `Type=notify` and `WatchdogSec=`: the daemon says READY once it serves, pings the
+/// watchdog at half the interval, and says STOPPING on SIGTERM (systemd's datagram
+/// protocol on `NOTIFY_SOCKET`, here a socket of the test's own).
+#[test]
+fn the_daemon_notifies_readiness_pings_the_watchdog_and_announces_its_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let data_dir = dir.path().join("data");
+    let mut daemon = Daemon::start(&mut common::daemon::serve_command(
+        &data_dir,
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
+        &["--dev"],
+    ));
+    let mut next = || {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().contains("READY=1"));
+    // Two pings in a row: the pinger keeps going, not a single message at start.
+    assert!(next().contains("WATCHDOG=1"));
+    assert!(next().contains("WATCHDOG=1"));
+    assert!(daemon.terminate().success());
+    let mut rest = Vec::new();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = socket.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(rest.iter().any(|m| m.contains("STOPPING=1")), "{rest:?}");
+}
