@@ -241,6 +241,17 @@ async fn deliver(state: &AppState, leased: &Leased) {
             return;
         }
     };
+    // A job whose result is already recorded was redelivered after a crash that lost
+    // its (unfsynced) ack: sending again would message the lead twice.
+    if let Ok(Some(row)) = state.store.outbox_job(item.job_id.clone()).await
+        && matches!(row.status.as_str(), "sent" | "failed" | "skipped")
+    {
+        tracing::info!(event = "outbox_already_done", job_id = %item.job_id, status = %row.status);
+        if let Err(e) = state.queues.ack(OUTBOX, leased.id).await {
+            tracing::error!(event = "outbox_ack_failed", error = %e);
+        }
+        return;
+    }
     let message = &item.message;
     let lead = match state.store.find_lead(message.tenant, message.channel, message.to.clone()).await {
         Ok(lead) => lead,

@@ -155,6 +155,29 @@ async fn delivery_acks_that_beat_the_send_result_still_update_the_message() {
     assert_eq!(status, "read");
 }
 
+/// A crash after the send but before the worker's (unfsynced) ack brings the job back;
+/// its recorded result keeps it from going out twice.
+#[tokio::test]
+async fn a_redelivered_job_that_was_already_sent_is_not_sent_again() {
+    let (app, recorder) = app_with_recorder(OPEN).await;
+    known_lead(&app).await;
+    let (status, body) = app.admin_post("/send?wait=true", &wa_send("Один раз")).await;
+    assert_eq!(status, 200, "{body}");
+    let job_id = body["job_id"].as_str().unwrap().to_string();
+    assert_eq!(recorder.sent().len(), 1);
+    // The queue item as the worker had leased it, back again.
+    let item = json!({"job_id": job_id, "origin": "api", "message": wa_send("Один раз")});
+    let options = avio::queue::EnqueueOptions { durable: true, ..Default::default() };
+    app.state.queues.enqueue(avio::queue::OUTBOX, &item, options).await.unwrap();
+    app.state.wake.outbox.notify_one();
+    eventually(Duration::from_secs(10), || async {
+        let depths = app.state.queues.depths().await.unwrap();
+        depths.iter().all(|d| d.queue != avio::queue::OUTBOX || d.depth == 0).then_some(())
+    })
+    .await;
+    assert_eq!(recorder.sent().len(), 1, "sent twice");
+}
+
 #[tokio::test]
 async fn wait_true_returns_the_result() {
     let (app, recorder) = app_with_recorder(OPEN).await;
