@@ -242,9 +242,10 @@ async fn deliver(state: &AppState, leased: &Leased) {
         }
     };
     // A job whose result is already recorded was redelivered after a crash that lost
-    // its (unfsynced) ack: sending again would message the lead twice.
+    // its (unfsynced) ack: sending again would message the lead twice. A failed job
+    // comes back only when an operator retries its dead letter, and then it must go.
     if let Ok(Some(row)) = state.store.outbox_job(item.job_id.clone()).await
-        && matches!(row.status.as_str(), "sent" | "failed" | "skipped")
+        && matches!(row.status.as_str(), "sent" | "skipped")
     {
         tracing::info!(event = "outbox_already_done", job_id = %item.job_id, status = %row.status);
         if let Err(e) = state.queues.ack(OUTBOX, leased.id).await {
