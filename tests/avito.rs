@@ -374,6 +374,11 @@ async fn own_echoes_system_messages_and_chatless_events_are_not_queued() {
     let env = start(true, &[]).await;
     env.connect_oauth().await;
     env.fake.add_chat(chat("u2i-chat1", Vec::new()));
+    // A lead's message, and the bot's reply that Avio sends.
+    env.webhook(&lead_message("real", "u2i-chat1", "А доставка есть?")).await;
+    env.wait_stored("real").await;
+    eventually(WAIT, || async { (!env.fake.sent_to("u2i-chat1").is_empty()).then_some(()) }).await;
+    // Avito then delivers that reply back as the account's own message.
     let mut echo = lead_message("echo", "u2i-chat1", REPLY);
     echo["payload"]["value"]["author_id"] = json!(ACCOUNT_ID);
     let mut system = lead_message("sys", "u2i-chat1", "Покупатель принял предложение");
@@ -386,14 +391,58 @@ async fn own_echoes_system_messages_and_chatless_events_are_not_queued() {
         assert_eq!(code, 200, "{answer}");
         assert_eq!(answer, json!({"ok": true, "queued": false, "skipped": reason}));
     }
-    // A real message queued after them is processed; had they been queued, they would be too.
-    env.webhook(&lead_message("real", "u2i-chat1", "А доставка есть?")).await;
-    env.wait_stored("real").await;
-    eventually(WAIT, || async { (!env.fake.sent_to("u2i-chat1").is_empty()).then_some(()) }).await;
     for id in ["echo", "sys", "nochat"] {
         assert_eq!(env.stored(id).await, 0, "{id}");
     }
     assert_eq!(env.fake.sent_to("u2i-chat1").len(), 1);
+}
+
+/// SPEC 7.3: a manager answering in the Avito app takes the dialog over.
+#[tokio::test]
+async fn a_reply_typed_in_the_avito_app_is_an_operator_message_and_pauses_the_bot() {
+    // The real bot, offline (no LLM key): it answers every lead it may answer.
+    let env = start(false, &[("BOT_DEBOUNCE_MS", "50")]).await;
+    env.connect_oauth().await;
+    env.fake.add_chat(chat("u2i-chat1", Vec::new()));
+    env.fake.add_chat(FakeChat { id: "u2i-chat2".into(), user_id: LEAD_ID + 1, ..chat("u2i-chat2", Vec::new()) });
+
+    let mut human = lead_message("human", "u2i-chat1", "Здравствуйте, это Олег, менеджер. Диван есть.");
+    human["payload"]["value"]["author_id"] = json!(ACCOUNT_ID);
+    let (code, answer) = env.webhook(&human).await;
+    assert_eq!((code, answer), (200, json!({"ok": true, "queued": true})));
+    env.wait_stored("human").await;
+    let db = rusqlite::Connection::open(env.app.data_dir.join("avio.db")).unwrap();
+    let (direction, author): (String, String) = db
+        .query_row("SELECT direction, author FROM messages WHERE provider_message_id = 'human'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((direction.as_str(), author.as_str()), ("out", "operator"));
+    // The seller's own id links no contact.
+    let linked: i64 = db
+        .query_row("SELECT COUNT(*) FROM contacts WHERE avito_user_id = ?1", [ACCOUNT_ID.to_string()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(linked, 0);
+
+    // The lead answers in the taken-over chat; another lead writes in another chat.
+    env.webhook(&lead_message("after", "u2i-chat1", "А доставка?")).await;
+    let mut other = lead_message("other", "u2i-chat2", "Здравствуйте!");
+    other["payload"]["value"]["author_id"] = json!(LEAD_ID + 1);
+    env.webhook(&other).await;
+    env.wait_stored("after").await;
+    // The other lead gets the bot's reply; by then the paused chat would have one too.
+    eventually(WAIT, || async { (!env.fake.sent_to("u2i-chat2").is_empty()).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(env.fake.sent_to("u2i-chat1").is_empty(), "the bot answered a taken-over dialog");
+    // One dialog: the operator's message and the lead's answer share the contact.
+    let contacts: i64 = db
+        .query_row(
+            "SELECT COUNT(DISTINCT contact_id) FROM messages WHERE provider_message_id IN ('human', 'after')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(contacts, 1);
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, ApiJson, PubTenant, TenantParam};
 use crate::channels::avito::AvitoError;
 use crate::channels::avito::inbound::{Skip, parse_webhook};
-use crate::domain::now_s;
+use crate::domain::{Channel, now_s};
 use crate::pipeline::accept_incoming;
 use crate::queue::Enqueued;
 
@@ -211,8 +211,19 @@ async fn webhook_inner(state: &AppState, headers: &HeaderMap, uri: &Uri, body: &
             return Ok(Json(answer));
         }
     };
+    if message.from_me {
+        let echo = state
+            .store
+            .is_own_echo(tenant, Channel::Avito, message.message_id.clone(), message.peer.clone(), message.text.clone())
+            .await?;
+        if echo {
+            tracing::info!(event = "avito_webhook_skip", reason = Skip::OwnMessage.reason(), tenant = %tenant,
+                peer = %message.peer);
+            return Ok(Json(json!({"ok": true, "queued": false, "skipped": Skip::OwnMessage.reason()})));
+        }
+    }
     tracing::info!(event = "webhook_received", ch = "avito", tenant = %tenant, peer = %message.peer,
-        message_id = %message.message_id);
+        message_id = %message.message_id, from_me = message.from_me);
     let outcome = accept_incoming(state, &message).await?;
     if let Err(e) = state.avito.remember_chat(tenant, &message.peer).await {
         tracing::warn!(event = "avito_last_chat_failed", tenant = %tenant, error = %e);

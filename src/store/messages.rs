@@ -434,19 +434,27 @@ impl Store {
         .await
     }
 
-    /// Whether a provider message id is one of ours (an echo of what Avio sent).
-    pub async fn is_known_outbound(
+    /// Whether a message the account wrote is an echo of what Avio sent: its provider id
+    /// is one of ours, or (the echo can beat the send's result) Avio sent the same text
+    /// to the same peer in the last ten minutes. Otherwise a person wrote it elsewhere.
+    pub async fn is_own_echo(
         &self,
         tenant: TenantId,
         channel: Channel,
         provider_id: String,
+        peer: String,
+        text: Option<String>,
     ) -> Result<bool, StoreError> {
+        let since = rfc3339(time::OffsetDateTime::now_utc().unix_timestamp() - 600);
         self.run(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT 1 FROM messages WHERE tenant = ?1 AND channel = ?2 AND provider_message_id = ?3
-                     AND outbox_job_id IS NOT NULL",
-                    params![tenant.get(), channel.as_str(), provider_id],
+                    "SELECT 1 FROM messages WHERE tenant = ?1 AND channel = ?2 AND outbox_job_id IS NOT NULL
+                     AND (provider_message_id = ?3
+                          OR (peer = ?4 AND created_at >= ?5 AND ?6 IS NOT NULL AND ?6 <> ''
+                              AND instr(text, ?6) > 0))
+                     LIMIT 1",
+                    params![tenant.get(), channel.as_str(), provider_id, peer, since, text],
                     |_| Ok(()),
                 )
                 .optional()?

@@ -116,6 +116,8 @@ struct Raw<'a> {
     item_id: Option<String>,
     chat_type: Option<String>,
     name: Option<String>,
+    /// Written by the account (Avio's echo or a person in the Avito app).
+    from_me: bool,
 }
 
 fn build(tenant: TenantId, raw: Raw<'_>) -> Result<MessageIn, Skip> {
@@ -139,11 +141,16 @@ fn build(tenant: TenantId, raw: Raw<'_>) -> Result<MessageIn, Skip> {
         message_id: raw.message_id,
         // The lead is the chat: `(account, chat_id)` identifies one conversation about one item.
         peer: raw.chat_id,
-        sender: Sender { avito_user_id: raw.author_id, name: raw.name, ..Sender::default() },
+        // The account's own id would link the lead's contact to the seller.
+        sender: Sender {
+            avito_user_id: if raw.from_me { None } else { raw.author_id },
+            name: raw.name,
+            ..Sender::default()
+        },
         text,
         attachments,
         ts: raw.ts,
-        from_me: false,
+        from_me: raw.from_me,
         reply_to: None,
         meta: Value::Object(meta),
     };
@@ -167,9 +174,9 @@ pub fn parse_webhook(tenant: TenantId, body: &Value, account_id: Option<&str>, n
     }
     let author_id = id_text(value.get("author_id"));
     let own = id_text(value.get("user_id")).or_else(|| account_id.map(str::to_string));
-    if author_id.is_some() && (author_id == own || author_id.as_deref() == account_id) {
-        return Err(Skip::OwnMessage);
-    }
+    // The account's own messages come back too: the caller tells Avio's echoes
+    // (skipped) from a person answering in the Avito app (an operator message).
+    let from_me = author_id.is_some() && (author_id == own || author_id.as_deref() == account_id);
     let Some(chat_id) = id_text(value.get("chat_id")) else { return Err(Skip::NoChat) };
     let ts = ["created", "published_at"]
         .iter()
@@ -191,6 +198,7 @@ pub fn parse_webhook(tenant: TenantId, body: &Value, account_id: Option<&str>, n
             item_id: id_text(value.get("item_id")),
             chat_type: value.get("chat_type").and_then(Value::as_str).map(str::to_string),
             name: None,
+            from_me,
         },
     )
 }
@@ -240,6 +248,8 @@ pub fn parse_chat_messages(
             item_id: item_id.clone(),
             chat_type: None,
             name,
+            // The poller is the backstop for leads' messages only.
+            from_me: false,
         };
         if let Ok(parsed) = build(tenant, raw) {
             found.push(parsed);
@@ -289,11 +299,6 @@ mod tests {
                 envelope(json!({"id": "s", "chat_id": "c", "user_id": 4242, "author_id": 0, "type": "system",
                                 "content": {"text": "Скидка", "flow_id": "seller_audience_discount"}})),
                 Skip::System,
-            ),
-            (
-                envelope(json!({"id": "o", "chat_id": "c", "user_id": 4242, "author_id": 4242, "type": "text",
-                                "content": {"text": "наш ответ"}})),
-                Skip::OwnMessage,
             ),
             (
                 envelope(json!({"id": "n", "user_id": 4242, "author_id": 555, "type": "text",
