@@ -319,9 +319,16 @@ mod tests {
         for (body, skip) in cases {
             assert_eq!(parse_webhook(t(), &body, Some("4242"), 1).unwrap_err(), skip, "{body}");
         }
-        // Without `user_id` the stored account id still recognizes our own echo.
-        let echo = envelope(json!({"id": "o", "chat_id": "c", "author_id": 4242, "content": {"text": "x"}}));
-        assert_eq!(parse_webhook(t(), &echo, Some("4242"), 1).unwrap_err(), Skip::OwnMessage);
+        // The account's own messages come out as `from_me` (the webhook tells echoes from
+        // a person in the app), with or without `user_id`, and never carry the seller's id.
+        for own in [
+            envelope(json!({"id": "o", "chat_id": "c", "author_id": 4242, "content": {"text": "x"}})),
+            envelope(json!({"id": "o", "chat_id": "c", "user_id": 4242, "author_id": 4242, "content": {"text": "x"}})),
+        ] {
+            let message = parse_webhook(t(), &own, Some("4242"), 1).unwrap();
+            assert!(message.from_me);
+            assert_eq!(message.sender.avito_user_id, None);
+        }
     }
 
     #[test]
