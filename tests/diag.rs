@@ -163,3 +163,58 @@ async fn send_delivers_a_test_message_and_explains_a_refusal() {
     );
     assert_eq!(recorder.sent().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diag_reports_a_dead_telegram_session_and_peer_flood_kept_across_a_restart() {
+    use avio::channels::telegram::files::{self, Alerts, Failure};
+    use avio::domain::{TenantId, now_s};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (admin, public) = (avio::secrets::token(40), avio::secrets::token(40));
+    let env_file = dir.path().join("avio.env");
+    let vars = [
+        ("DATA_DIR", data_dir.to_str().unwrap()),
+        ("ADMIN_TOKEN", admin.as_str()),
+        ("PUBLIC_KEY", public.as_str()),
+        ("TELEGRAM_API_ID", "12345"),
+        ("TELEGRAM_API_HASH", "0123456789abcdef0123456789abcdef"),
+    ];
+    write_env(&env_file, &vars, 0o640);
+    // What the daemon kept before it restarted: tenant 1's session died at Telegram,
+    // tenant 2 hit PEER_FLOOD an hour ago.
+    let sessions = data_dir.join("tg_sessions");
+    let failed = Failure { reason: "session_revoked".into(), at: now_s() - 600 };
+    files::write_alerts(&sessions, TenantId::new(1).unwrap(), &Alerts { failed: Some(failed), peer_flood_at: None })
+        .unwrap();
+    let flood = Alerts { failed: None, peer_flood_at: Some(now_s() - 3600) };
+    files::write_alerts(&sessions, TenantId::new(2).unwrap(), &flood).unwrap();
+
+    let daemon = Daemon::start(&mut serve_command(&data_dir, &vars, &[]));
+    let http = reqwest::Client::new();
+    for (id, name) in [(1, "Мебель"), (2, "Шторы")] {
+        let created = http
+            .post(daemon.url("/admin/tenants"))
+            .header("X-Admin-Token", &admin)
+            .json(&serde_json::json!({"id": id, "name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let out = avioctl(&env_file, &daemon.url(""), &["diag"]).await;
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for expected in [
+        "FAIL  channels    tenant 1 (Мебель): Telegram session failed (session_revoked) since ",
+        "log in again by QR from the cabinet (link: avioctl key get --tenant 1)",
+        "WARN  channels    tenant 2 (Шторы): Telegram answered PEER_FLOOD at ",
+        "@SpamBot",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
+    for line in report.lines().filter(|l| (l.starts_with("FAIL") || l.starts_with("WARN")) && l.contains("Telegram")) {
+        let next = report.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
+        assert!(next.trim_start().starts_with("fix: "), "{line:?} has no fix");
+    }
+}

@@ -392,7 +392,7 @@ fn the_daemon_notifies_readiness_pings_the_watchdog_and_announces_its_stop() {
         &[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
         &["--dev"],
     ));
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 256];
         let n = socket.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()

@@ -48,6 +48,8 @@ struct Script {
     peers: Mutex<HashMap<Target, TgPeer>>,
     resolved: Mutex<Vec<Target>>,
     send_results: Mutex<VecDeque<TgError>>,
+    /// When each send was tried, failed or not.
+    send_attempts: Mutex<Vec<tokio::time::Instant>>,
     sent: Mutex<Vec<(TgPeer, TgOutgoing, i32)>>,
     next_id: AtomicI32,
     ping: Mutex<Ping>,
@@ -58,19 +60,24 @@ struct Script {
 
 impl Script {
     fn new() -> Arc<Script> {
+        Self::with_password("correct horse")
+    }
+
+    fn with_password(password: &str) -> Arc<Script> {
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         Arc::new(Script {
             probe: Mutex::new(Ok(Probe::LoggedOut)),
             exports: Mutex::new(VecDeque::new()),
             imports: Mutex::new(VecDeque::new()),
             scanned: Notify::new(),
-            password: "correct horse".into(),
+            password: password.into(),
             me: SelfUser { id: 1000, username: Some("shop".into()), first_name: Some("Shop".into()) },
             updates_tx,
             updates_rx: tokio::sync::Mutex::new(updates_rx),
             peers: Mutex::new(HashMap::new()),
             resolved: Mutex::new(Vec::new()),
             send_results: Mutex::new(VecDeque::new()),
+            send_attempts: Mutex::new(Vec::new()),
             sent: Mutex::new(Vec::new()),
             next_id: AtomicI32::new(500),
             ping: Mutex::new(Ping::Ok),
@@ -201,6 +208,7 @@ impl TelegramAccount for ScriptedAccount {
 
     fn send<'a>(&'a self, peer: &'a TgPeer, message: &'a TgOutgoing) -> BoxFuture<'a, Result<i32, TgError>> {
         async move {
+            self.0.send_attempts.lock().unwrap().push(tokio::time::Instant::now());
             if let Some(error) = self.0.send_results.lock().unwrap().pop_front() {
                 return Err(error);
             }
@@ -281,6 +289,19 @@ impl Harness {
 
     fn session_file(&self) -> PathBuf {
         files::session_path(&sessions_dir(self.dir.path()), tenant(7))
+    }
+
+    fn alerts_file(&self) -> PathBuf {
+        files::alerts_path(&sessions_dir(self.dir.path()), tenant(7))
+    }
+
+    /// A daemon restart: the hub stops, a new one over the same directory restores.
+    async fn restart(self) -> Harness {
+        self.hub.stop_all().await;
+        let Harness { script, dir, .. } = self;
+        let restarted = Harness::over(dir, script);
+        restarted.hub.restore_all().await;
+        restarted
     }
 
     /// The next incoming message the session reported, skipping state events.
@@ -577,6 +598,102 @@ async fn a_revoked_session_seen_by_the_update_loop_fails_the_tenant() {
     assert!(!h.session_file().exists());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_dead_session_stays_failed_across_a_restart_until_a_new_login() {
+    let h = Harness::new();
+    let session = h.authorized().await;
+    h.script.send_results.lock().unwrap().push_back(TgError::SessionGone("SESSION_REVOKED".into()));
+    session.send(&outbound("me", "hi")).await.unwrap_err();
+    let failed_at = session.status().failed_at.expect("the failure's time");
+    assert_eq!(common::file_mode(&h.alerts_file()), 0o600);
+
+    let h = h.restart().await;
+    let status = h.session().status();
+    assert_eq!(
+        (status.state, status.reason.as_deref(), status.failed_at),
+        (LoginState::Failed, Some("session_revoked"), Some(failed_at))
+    );
+    let body = status.to_json();
+    assert_eq!((body["state"].clone(), body["failed_at"].clone()), (json!("failed"), json!(failed_at)));
+    assert!(body["action"].as_str().unwrap().contains("log in again by QR"), "{body}");
+    assert!(matches!(h.session().send(&outbound("me", "x")).await, Err(SendError::SessionGone(_))));
+    // The outbox starting the driver does not open a new session behind the operator's back.
+    ChannelDriver::start(&*h.session()).await.unwrap();
+    assert_eq!(h.session().status().state, LoginState::Failed);
+    assert!(!h.session_file().exists());
+    // A login attempt that cannot reach Telegram does not end the kept failure.
+    *h.script.probe.lock().unwrap() = Err(TgError::Network("down".into()));
+    h.session().start_login().await.unwrap_err();
+    let status = h.session().status();
+    assert_eq!((status.reason.as_deref(), status.failed_at), (Some("network"), None));
+    assert!(h.alerts_file().exists());
+
+    // A new login by QR clears the failure, on disk too.
+    *h.script.probe.lock().unwrap() = Ok(Probe::LoggedOut);
+    let status = h.authorized().await.status();
+    assert_eq!((status.failed_at, status.action(), status.reason), (None, None, None));
+    assert!(!h.alerts_file().exists());
+    let h = h.restart().await;
+    wait_for(&h.session(), |s| s.state == LoginState::Authorized).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn logout_clears_a_kept_failure() {
+    let h = Harness::new();
+    let session = h.authorized().await;
+    h.script.updates_tx.send(Err(TgError::SessionGone("AUTH_KEY_UNREGISTERED".into()))).unwrap();
+    wait_for(&session, |s| s.state == LoginState::Failed).await;
+    wait_until(|| h.alerts_file().exists()).await;
+    session.logout().await.unwrap();
+    assert!(!h.alerts_file().exists());
+    let h = h.restart().await;
+    let status = h.session().status();
+    assert_eq!((status.state.as_str(), status.reason), ("need_qr", None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_authorized_after_a_kept_failure_wins_at_restore() {
+    // A new login finished but the daemon died before clearing the alerts file.
+    let h = Harness::new();
+    let dir = sessions_dir(h.dir.path());
+    let kept = files::Alerts {
+        failed: Some(files::Failure { reason: "session_revoked".into(), at: now_s() - 60 }),
+        peer_flood_at: None,
+    };
+    files::write_alerts(&dir, tenant(7), &kept).unwrap();
+    std::fs::write(h.session_file(), b"new login").unwrap();
+    *h.script.probe.lock().unwrap() = Ok(Probe::Authorized(h.script.me.clone()));
+    h.hub.restore_all().await;
+    wait_for(&h.session(), |s| s.state == LoginState::Authorized).await;
+    wait_until(|| !h.alerts_file().exists()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_flood_is_kept_across_a_restart_and_clears_after_a_day() {
+    let h = Harness::new();
+    let session = h.authorized().await;
+    h.script.send_results.lock().unwrap().push_back(TgError::PeerFlood);
+    session.send(&outbound("me", "hi")).await.unwrap_err();
+    let at = session.status().peer_flood_at.expect("alerted");
+    let dir = sessions_dir(h.dir.path());
+    assert_eq!(files::read_alerts(&dir, tenant(7)).unwrap(), files::Alerts { failed: None, peer_flood_at: Some(at) });
+    assert_eq!(common::file_mode(&h.alerts_file()), 0o600);
+
+    let h = h.restart().await;
+    let status = wait_for(&h.session(), |s| s.state == LoginState::Authorized).await;
+    assert_eq!(status.peer_flood_at, Some(at), "the alert survives the restart");
+    assert_eq!(h.session().status().to_json()["peer_flood_at"], json!(at));
+
+    // One older than a day is dropped at restore, with its file.
+    h.hub.stop_all().await;
+    let stale = now_s() - avio::channels::telegram::manager::PEER_FLOOD_CLEARS_AFTER_S - 60;
+    files::write_alerts(&dir, tenant(7), &files::Alerts { failed: None, peer_flood_at: Some(stale) }).unwrap();
+    let h = h.restart().await;
+    wait_for(&h.session(), |s| s.state == LoginState::Authorized).await;
+    assert_eq!(h.session().status().peer_flood_at, None);
+    assert!(!h.alerts_file().exists());
+}
+
 // ---- incoming -------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -669,6 +786,27 @@ async fn the_watchdog_rebuilds_a_stalled_connection() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_silent_update_stream_is_rebuilt_even_though_pings_answer() {
+    let h = Harness::new();
+    let session = h.authorized().await;
+    let timing = Timing::default();
+    // Updates keep coming: the connection is left alone for hours.
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        h.script.updates_tx.send(Ok(TgUpdate::Other)).unwrap();
+    }
+    assert_eq!(h.script.opens.load(Ordering::SeqCst), 1);
+    let pings = h.script.calls().iter().filter(|c| *c == "ping").count();
+    assert!(pings >= 20, "{pings}");
+    // Nothing comes in while pings still answer: rebuilt once the silence is too long.
+    tokio::time::sleep(timing.update_silence_max - timing.watchdog_idle).await;
+    assert_eq!(h.script.opens.load(Ordering::SeqCst), 1, "not before update_silence_max");
+    tokio::time::sleep(timing.watchdog_idle * 2).await;
+    wait_until(|| h.script.opens.load(Ordering::SeqCst) == 2).await;
+    assert_eq!(session.status().state, LoginState::Authorized);
+}
+
+#[tokio::test(start_paused = true)]
 async fn authorized_sessions_are_restored_at_start_and_a_second_process_is_locked_out() {
     let h = Harness::new();
     h.authorized().await;
@@ -757,12 +895,18 @@ const TG_VARS: &[(&str, &str)] =
 
 async fn tg_app(script: &Arc<Script>) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let app = tg_app_in(dir.path(), script, &[]).await;
+    (app, dir)
+}
+
+/// The app over `data_dir` (a restart when it held an app before).
+async fn tg_app_in(data_dir: &Path, script: &Arc<Script>, extra: &[(&str, &str)]) -> TestApp {
     let mut vars: Vec<(&str, &str)> = TG_VARS.to_vec();
     vars.extend([("OUTBOX_ENABLED", "true"), ("OUTBOX_WHITELIST", "*")]);
+    vars.extend_from_slice(extra);
     let factory: Arc<dyn AccountFactory> = Arc::new(ScriptFactory(script.clone()));
     let extensions = Extensions { telegram_accounts: Some(factory), ..Default::default() };
-    let app = spawn_app_full(dir.path(), &vars, extensions).await;
-    (app, dir)
+    spawn_app_full(data_dir, &vars, extensions).await
 }
 
 async fn get_png(app: &TestApp, path: &str) -> (u16, Vec<u8>, Option<String>) {
@@ -944,6 +1088,25 @@ async fn incoming_messages_enter_the_inbox_once_and_replies_go_out_through_the_o
     let (_, job_status) = app.admin_get(&format!("/send/{job}")).await;
     assert_ne!(job_status["status"], "failed", "{job_status}");
     assert_ne!(job_status["status"], "sent", "{job_status}");
+
+    // Postponed by the wait Telegram asked for, not by a retry backoff, and not
+    // counted as a failed attempt: a 2 s FLOOD_WAIT is tried again after 2 s.
+    let tried = script.send_attempts.lock().unwrap().len();
+    script.send_results.lock().unwrap().push_back(TgError::FloodWait(2));
+    let (status, queued) =
+        app.admin_post("/send", &json!({"tenant": 7, "channel": "telegram", "to": "me", "text": "soon"})).await;
+    assert_eq!(status, 202, "{queued}");
+    let job = queued["job_id"].as_str().unwrap().to_string();
+    let done = eventually(Duration::from_secs(15), || async {
+        let (_, body) = app.admin_get(&format!("/send/{job}")).await;
+        (body["status"] == "sent").then_some(body)
+    })
+    .await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    let attempts = script.send_attempts.lock().unwrap()[tried..].to_vec();
+    assert_eq!(attempts.len(), 2, "one refused try, one after the wait");
+    let waited = attempts[1] - attempts[0];
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(6), "{waited:?}");
     app.stop().await;
 }
 
@@ -992,5 +1155,201 @@ async fn avioctl_tg_status_and_logout_talk_to_the_daemon() {
     let out = avioctl(&app, &["tg", "status", "--tenant", "7"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("session_revoked"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_session_still_says_failed_and_why_after_the_daemon_restarts() {
+    let script = Script::new();
+    let dir = tempfile::tempdir().unwrap();
+    let app = tg_app_in(dir.path(), &script, &[]).await;
+    app.tenant_with_key(7).await;
+    *script.probe.lock().unwrap() = Ok(Probe::Authorized(script.me.clone()));
+    let session = app.state.telegram.session(tenant(7));
+    session.start_login().await.unwrap_err();
+    script.send_results.lock().unwrap().push_back(TgError::SessionGone("AUTH_KEY_UNREGISTERED".into()));
+    session.send(&outbound("me", "x")).await.unwrap_err();
+    assert_eq!(session.status().state, LoginState::Failed);
+    drop(session);
+    app.stop().await;
+
+    let app = tg_app_in(dir.path(), &script, &[]).await;
+    let (_, body) = app.admin_get("/admin/key/get?tenant=7").await;
+    let q = format!("tenant=7&k={}", body["key"].as_str().unwrap());
+    let status = eventually(Duration::from_secs(10), || async {
+        let (_, body) = app.get(&format!("/pub/tg/status?{q}")).await;
+        (body["state"] == "failed").then_some(body)
+    })
+    .await;
+    assert_eq!(status["reason"], "auth_key_unregistered", "{status}");
+    assert!(status["failed_at"].is_i64(), "{status}");
+    assert!(status["action"].as_str().unwrap().contains("log in again by QR"), "{status}");
+    let (code, admin) = app.admin_get("/admin/tg/status?tenant=7").await;
+    assert_eq!(
+        (code, admin["state"].clone(), admin["reason"].clone()),
+        (200, json!("failed"), json!("auth_key_unregistered"))
+    );
+    assert_eq!(health(&app, 7).await, 503);
+    let out = avioctl(&app, &["tg", "status", "--tenant", "7"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("auth_key_unregistered") && stdout.contains("log in again by QR"), "{stdout}");
+
+    // A new login by QR ends it.
+    *script.probe.lock().unwrap() = Ok(Probe::LoggedOut);
+    let (code, start) = app.get(&format!("/pub/tg/start?{q}")).await;
+    assert_eq!((code, start["state"].clone()), (200, json!("need_qr")), "{start}");
+    script.then_export(Ok(LoginStep::Success(script.me.clone())));
+    *script.probe.lock().unwrap() = Ok(Probe::Authorized(script.me.clone()));
+    script.scan();
+    let done = eventually(Duration::from_secs(10), || async {
+        let (_, body) = app.get(&format!("/pub/tg/status?{q}")).await;
+        (body["state"] == "authorized").then_some(body)
+    })
+    .await;
+    assert_eq!(
+        (done["reason"].clone(), done["failed_at"].clone(), done["action"].clone()),
+        (Value::Null, Value::Null, Value::Null)
+    );
+    assert!(!files::alerts_path(&sessions_dir(dir.path()), tenant(7)).exists());
+    app.stop().await;
+}
+
+/// Collects every log line the current thread emits, at every level.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// The runtime is single-threaded, so the app's tasks log on this thread's subscriber.
+#[tokio::test]
+async fn the_2fa_password_is_never_logged_or_stored() {
+    const RIGHT: &str = "Zebra-Quartz-7731-пароль";
+    const WRONG: &str = "Wrong-Kumquat-4410-пароль";
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let script = Script::with_password(RIGHT);
+    let dir = tempfile::tempdir().unwrap();
+    let app = tg_app_in(dir.path(), &script, &[]).await;
+    let key = app.tenant_with_key(7).await;
+    let q = format!("tenant=7&k={key}");
+    let early = app.post(&format!("/pub/tg/2fa?{q}"), &json!({"password": RIGHT})).await;
+    assert_eq!(early.0, 409);
+    app.get(&format!("/pub/tg/start?{q}")).await;
+    script.then_export(Err(TgError::PasswordNeeded));
+    script.scan();
+    eventually(Duration::from_secs(10), || async {
+        let (_, body) = app.get(&format!("/pub/tg/status?{q}")).await;
+        (body["needs_2fa"] == true).then_some(())
+    })
+    .await;
+    let wrong = app.post(&format!("/pub/tg/2fa?{q}"), &json!({"password": WRONG})).await;
+    assert_eq!(wrong.0, 401);
+    let right = app.post(&format!("/pub/tg/2fa?k={key}"), &json!({"tenant": 7, "password": RIGHT})).await;
+    assert_eq!((right.0, right.1["state"].clone()), (200, json!("authorized")));
+    app.stop().await;
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("tg_bad_password") && logs.contains("tg_authorized"), "the logs were captured");
+    for password in [RIGHT, WRONG] {
+        assert!(!logs.contains(password), "a 2FA password was logged");
+        let files = files_under(dir.path());
+        assert!(files.iter().any(|f| f.ends_with("avio.db")), "{files:?}");
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(!contains(&bytes, password.as_bytes()), "a 2FA password is stored in {}", file.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_the_account_sent_from_another_app_pauses_the_bot_in_that_dialog() {
+    let script = Script::new();
+    let dir = tempfile::tempdir().unwrap();
+    let app = tg_app_in(dir.path(), &script, &[("BOT_DEBOUNCE_MS", "100")]).await;
+    let key = app.tenant_with_key(7).await;
+    *script.probe.lock().unwrap() = Ok(Probe::Authorized(script.me.clone()));
+    app.state.telegram.session(tenant(7)).start_login().await.unwrap_err();
+    for id in [5001, 5002] {
+        let peer = TgPeer { kind: TgPeerKind::User, id, access_hash: Some(9) };
+        script.peers.lock().unwrap().insert(Target::PeerId(id), peer);
+    }
+    let sent_to = |id: i64| script.sent.lock().unwrap().iter().filter(|(peer, _, _)| peer.id == id).count();
+
+    // The bot is on: another lead gets an answer.
+    let mut other = lead_message(10, "Здравствуйте");
+    other.chat_user_id = 5002;
+    other.username = Some("petr".into());
+    script.push(other);
+    eventually(Duration::from_secs(20), || async { (sent_to(5002) == 1).then_some(()) }).await;
+
+    // The manager answers lead 5001 from the phone: an outgoing message Avio did not send.
+    let mut from_phone = lead_message(900, "Здравствуйте, это менеджер Ольга");
+    from_phone.outgoing = true;
+    script.push(from_phone);
+    let conn = common::db(&app.data_dir);
+    let author = || {
+        conn.query_row(
+            "SELECT author FROM messages WHERE channel = 'telegram' AND provider_message_id = '900'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+    };
+    let stored = eventually(Duration::from_secs(10), || async { author() }).await;
+    assert_eq!(stored, "operator");
+    let (_, dialogs) = app.get(&format!("/pub/dialogs?tenant=7&k={key}")).await;
+    let dialog = dialogs["dialogs"].as_array().unwrap().iter().find(|d| d["peer"] == "5001").cloned().unwrap();
+    assert_eq!(dialog["bot_paused"], true, "{dialog}");
+
+    // The lead writes: stored, but the bot stays out of the operator's dialog.
+    script.push(lead_message(901, "Спасибо, жду"));
+    eventually(Duration::from_secs(10), || async {
+        (common::count(&conn, "SELECT COUNT(*) FROM messages WHERE provider_message_id = '901' AND author = 'lead'")
+            == 1)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sent_to(5001), 0, "no bot reply to 5001");
+    assert_eq!(common::count(&conn, "SELECT COUNT(*) FROM messages WHERE peer = '5001' AND author = 'bot'"), 0);
     app.stop().await;
 }

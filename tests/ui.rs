@@ -4,16 +4,24 @@
 //! `target/ui-screenshots/` to be looked at.
 
 mod common;
+mod fake_avito;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use avio::domain::TenantId;
+use avio::app::Extensions;
+use avio::channels::SendError;
+use avio::channels::telegram::account::TgError;
+use avio::domain::{Channel, TenantId};
 use headless_chrome::protocol::cdp::{Emulation, Page};
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::{Value, json};
 
+use common::recording::{Recorder, RecordingFactory};
+use common::tg_script::{Script, TG_VARS};
 use common::*;
+use fake_avito::{FakeAvito, OWN_ID, OWN_SECRET};
 
 /// Chromium starts in about a second here; CI boxes are slower and shared.
 const WAIT: Duration = Duration::from_secs(40);
@@ -175,6 +183,8 @@ fn screenshots(tab: &Tab, name: &str) {
             .as_f64()
             .unwrap_or(f64::from(height)) as u32;
         viewport(tab, width, full.clamp(height, 4000), mobile);
+        // Toasts come and go; the page is what is looked at.
+        eval(tab, "document.querySelectorAll('.toasts').forEach(t => t.replaceChildren())");
         std::thread::sleep(Duration::from_millis(200));
         let png = tab.capture_screenshot(Page::CaptureScreenshotFormatOption::Png, None, None, true).unwrap();
         std::fs::write(screenshot_dir().join(format!("{name}-{width}.png")), png).unwrap();
@@ -254,6 +264,14 @@ async fn with_catalog(app: &TestApp) {
 
 fn cabinet_url(app: &TestApp, key: &str, section: &str) -> String {
     app.url(&format!("/cabinet?tenant=1&k={key}#{section}"))
+}
+
+/// The admin panel at `#section`, signed in as the sign-in form leaves it.
+fn open_admin(tab: &Tab, app: &TestApp, section: &str) {
+    open(tab, &app.url("/admin"));
+    eval(tab, &format!("sessionStorage.setItem('avio.admin.token', {ADMIN_TOKEN:?})"));
+    open(tab, &app.url(&format!("/admin#{section}")));
+    wait_js(tab, "!document.querySelector('#panel').hidden");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,6 +360,9 @@ async fn the_admin_signs_in_with_the_token_and_creates_a_tenant() {
     assert!(text_of(&tab, "#key-card").contains("/connect/wa?tenant=7"));
     wait_js(&tab, "document.querySelector('#provider-card code') !== null");
     wait_js(&tab, "document.querySelector('#admin-avito .pill') !== null");
+    // Without Telegram credentials the agency gets the technical hint (the client does not).
+    let note = wait_js(&tab, "(document.querySelector('#admin-tg-note') || {}).innerText");
+    assert!(note.as_str().unwrap().contains("TELEGRAM_API_ID"), "{note}");
     screenshots(&tab, "admin-tenant");
 
     // Editing the passport goes through PATCH.
@@ -383,6 +404,8 @@ async fn the_client_link_opens_the_cabinet_with_its_channels() {
     }
     // Telegram without credentials on the server says so in plain words.
     wait_js(&tab, "!document.querySelector('#tg-card').innerText.includes('Проверяем')");
+    let tg = text_of(&tab, "#tg-card");
+    assert!(tg.contains("напишите вашему агентству") && !tg.contains("TELEGRAM_API"), "{tg}");
     screenshots(&tab, "cabinet-connect");
 
     // Brand passport and settings are saved from the cabinet.
@@ -576,12 +599,29 @@ async fn the_whatsapp_qr_appears_when_a_qr_event_arrives_and_follows_refreshes()
     );
     screenshots(&tab, "cabinet-connect-qr");
 
-    // The Telegram connect page says plainly that Telegram is not available here.
+    // The phone scanned it: the provider reports `ready` and the card says who is connected.
+    let (status, body) =
+        hook(&app, &token, &json!({"event": "ready", "tenant": 1, "state": "ready", "me": "79990001122"})).await;
+    assert_eq!(status, 200, "{body}");
+    wait_js(&tab, "document.querySelector('#wa-card [data-connected]') !== null");
+    let card = text_of(&tab, "#wa-card");
+    assert!(card.contains("Подключено как +7 999 000-11-22"), "{card}");
+    assert!(eval(&tab, "document.querySelector('#wa-card #wa-qr') === null").as_bool().unwrap(), "the QR is gone");
+    screenshots(&tab, "cabinet-connect-wa-ready");
+    open(&tab, &app.url(&format!("/connect/wa?tenant=1&k={key}")));
+    wait_js(&tab, "document.querySelector('#connect-body').innerText.includes('Подключено как +7 999 000-11-22')");
+    assert!(text_of(&tab, "#connect-pill").contains("Подключено"));
+    screenshots(&tab, "connect-wa-ready");
+
+    // The Telegram connect page says plainly that Telegram is not available here, in
+    // the client's words (the server settings are the agency's business).
     open(&tab, &app.url(&format!("/connect/tg?tenant=1&k={key}")));
     wait_js(
         &tab,
         "!!document.querySelector('#tg-body') && !document.querySelector('#tg-body').innerText.includes('Проверяем')",
     );
+    let tg = text_of(&tab, "#tg-body");
+    assert!(tg.contains("Подключение Telegram пока не включено") && !tg.contains("TELEGRAM_API"), "{tg}");
     screenshots(&tab, "connect-tg");
 }
 
@@ -629,4 +669,180 @@ async fn dialogs_show_the_thread_and_the_operator_takes_over_and_replies() {
 
     click(&tab, "#dialog-release");
     wait_js(&tab, "!!document.querySelector('#dialog-takeover')");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_connects_with_a_live_qr_then_the_password_and_the_admin_sees_peer_flood() {
+    let script = Script::new("верный пароль");
+    let mut vars = TG_VARS.to_vec();
+    vars.extend([("OUTBOX_ENABLED", "true"), ("OUTBOX_WHITELIST", "*")]);
+    let extensions = Extensions { telegram_accounts: Some(script.factory()), ..Default::default() };
+    let app = spawn_app_ext(&vars, extensions).await;
+    let key = app.tenant_with_key(1).await;
+    let ui = Ui::launch();
+    let tab = ui.tab();
+    open(&tab, &cabinet_url(&app, &key, "connect"));
+    click(&tab, "#tg-card #tg-start");
+    // The QR is a real PNG from the daemon, refreshed while the page polls.
+    wait_js(
+        &tab,
+        "(() => { const i = document.querySelector('#tg-card #tg-qr'); return !!i && i.complete && i.naturalWidth > 0; })()",
+    );
+    assert!(text_of(&tab, "#tg-card .card-head").contains("Ждёт сканирования"));
+    screenshots(&tab, "cabinet-tg-qr");
+
+    // The phone scans it; the account has a cloud password.
+    script.scan_needing_password();
+    wait_js(&tab, "!!document.querySelector('#tg-card #tg-2fa input[name=password]')");
+    let form = text_of(&tab, "#tg-2fa");
+    assert!(form.contains("Облачный пароль") && form.contains("Подсказка: любимый сорт чая"), "{form}");
+    assert!(text_of(&tab, "#tg-card .card-head").contains("Нужен пароль"));
+    screenshots(&tab, "cabinet-tg-2fa");
+
+    fill(&tab, "#tg-2fa input[name=password]", "неверный");
+    click(&tab, "#tg-2fa button[type=submit]");
+    let error = wait_js(&tab, "document.querySelector('#tg-2fa .form-error').innerText");
+    assert!(error.as_str().unwrap().starts_with("Пароль не подошёл"), "{error}");
+    screenshots(&tab, "cabinet-tg-2fa-wrong");
+
+    fill(&tab, "#tg-2fa input[name=password]", "верный пароль");
+    click(&tab, "#tg-2fa button[type=submit]");
+    wait_js(&tab, "document.querySelector('#tg-card [data-connected]') !== null");
+    assert!(text_of(&tab, "#tg-card").contains("Подключено как @shop"));
+    let (_, status) = app.admin_get("/admin/tg/status?tenant=1").await;
+    assert_eq!(status["state"], "authorized", "{status}");
+    screenshots(&tab, "cabinet-tg-connected");
+
+    // Telegram limits the account for writing to new people: the send fails and the
+    // agency sees the alert in red, with what to do.
+    script.fail_next_send(TgError::PeerFlood);
+    let (_, answer) = app
+        .admin_post(
+            "/send?wait=true",
+            &json!({"tenant": 1, "channel": "telegram", "to": "me", "text": "Здравствуйте!"}),
+        )
+        .await;
+    assert_eq!(answer["error"], "provider_refused", "{answer}");
+    open_admin(&tab, &app, "tenant/1");
+    let alert = wait_js(&tab, "(document.querySelector('#admin-tg #admin-tg-peer-flood') || {}).innerText");
+    let alert = alert.as_str().unwrap();
+    assert!(alert.contains("PEER_FLOOD") && alert.contains("Что делать"), "{alert}");
+    assert!(text_of(&tab, "#admin-tg").contains("Аккаунт @shop"));
+    wait_js(&tab, "document.querySelectorAll('#tenant-page #failures-table tbody tr').length === 1");
+    screenshots(&tab, "admin-tenant-telegram");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_sees_dead_letters_broken_guardrails_and_send_failures_and_retries() {
+    let recorder = Recorder::new();
+    let extensions = Extensions {
+        drivers: vec![(Channel::Telegram, Arc::new(RecordingFactory(recorder.clone())))],
+        ..Default::default()
+    };
+    let vars = [("OUTBOX_ENABLED", "true"), ("OUTBOX_WHITELIST", "*"), ("OUTBOX_MAX_ATTEMPTS", "1")];
+    let app = spawn_app_ext(&vars, extensions).await;
+    app.tenant_with_key(1).await;
+    let token = app.provider_token(1).await;
+    let send = |text: &str| json!({"tenant": 1, "channel": "telegram", "to": "me", "text": text});
+
+    // A network error with one attempt allowed: the job fails and is dead-lettered.
+    recorder.fail_next(SendError::Transient("connection reset".into()), 1);
+    let (_, answer) = app.admin_post("/send?wait=true", &send("Ваш заказ готов к выдаче")).await;
+    assert_eq!(answer["error"], "transient_error", "{answer}");
+    // A refusal is final: failed, not dead-lettered.
+    recorder.fail_next(SendError::Permanent("message too long".into()), 1);
+    let (_, answer) = app.admin_post("/send?wait=true", &send("Скидка 10 % до пятницы")).await;
+    assert_eq!(answer["error"], "provider_refused", "{answer}");
+    // Webhooks that break their guardrails: a wrong token, a sender that is no number.
+    let (status, _) = hook(&app, "wrong-token", &json!({"event": "messages.incoming", "tenant": 1})).await;
+    assert_eq!(status, 401);
+    let bad_sender = json!({"event": "messages.incoming", "tenant": 1, "channel": "whatsapp", "message_id": "m1",
+                            "from": "not-a-number", "text": "Здравствуйте"});
+    let (status, _) = hook(&app, &token, &bad_sender).await;
+    assert_eq!(status, 422);
+
+    let ui = Ui::launch();
+    let tab = ui.tab();
+    open_admin(&tab, &app, "failures");
+    wait_js(&tab, "document.querySelectorAll('#failures-table tbody tr').length === 2");
+    let failures = text_of(&tab, "#failures-table");
+    assert!(failures.contains("provider_refused") && failures.contains("Скидка 10 % до пятницы"), "{failures}");
+    assert!(failures.contains("transient_error"), "{failures}");
+    screenshots(&tab, "admin-failures-list");
+
+    open(&tab, &app.url("/admin#guardrails"));
+    wait_js(&tab, "document.querySelectorAll('#guardrails-table tbody tr').length >= 4");
+    assert!(body_text(&tab).contains("Превышен порог"));
+    let broken = eval(
+        &tab,
+        "JSON.stringify([...document.querySelectorAll('#guardrails-table tr[data-ok=false] .mono')].map(e => e.innerText))",
+    );
+    let broken: Vec<String> = serde_json::from_str(broken.as_str().unwrap()).unwrap();
+    assert!(broken.contains(&"webhook_non_2xx".to_string()), "{broken:?}");
+    assert!(broken.contains(&"whatsapp_invalid_from".to_string()), "{broken:?}");
+    assert_eq!(eval(&tab, "document.querySelectorAll('#guardrails-table .pill.err').length"), json!(broken.len()));
+    screenshots(&tab, "admin-guardrails-broken");
+
+    open(&tab, &app.url("/admin#queues"));
+    wait_js(&tab, "document.querySelectorAll('#dead-list [data-dead-item]').length === 1");
+    let dead = text_of(&tab, "#dead-list");
+    assert!(dead.contains("Ваш заказ готов к выдаче") && dead.contains("transient_error"), "{dead}");
+    let outbox_dead = text_of(&tab, "#queues-table tr[data-queue='outbox:send'] td:last-child");
+    assert_eq!(outbox_dead.trim(), "1");
+    screenshots(&tab, "admin-queues-dead");
+    // Retried from the page: sent this time, and the list is empty.
+    click(&tab, "#dead-list button[data-dead]");
+    wait_js(&tab, "document.querySelector('#dead-card').innerText.includes('Всё обработано')");
+    eventually(WAIT, || async {
+        recorder.sent().iter().any(|m| m.text.as_deref() == Some("Ваш заказ готов к выдаче")).then_some(())
+    })
+    .await;
+    let (_, queues) = app.admin_get("/admin/queues").await;
+    assert_eq!(queues["dead"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avito_connects_with_own_keys_shows_the_webhook_and_refreshes_and_the_admin_lists_subscriptions() {
+    const WEBHOOK_BASE: &str = "https://hooks.example.org/webhook/avito";
+    let fake = FakeAvito::start().await;
+    let auth_url = format!("{}/oauth", fake.base);
+    let vars = [
+        ("AVITO_API_BASE", fake.base.as_str()),
+        ("AVITO_AUTH_URL", auth_url.as_str()),
+        ("AVITO_WEBHOOK_URL", WEBHOOK_BASE),
+    ];
+    let app = spawn_app_with(&vars).await;
+    let key = app.tenant_with_key(1).await;
+    // Avito refuses the webhook at first.
+    fake.world().webhook_status = Some(404);
+
+    let ui = Ui::launch();
+    let tab = ui.tab();
+    open(&tab, &cabinet_url(&app, &key, "connect"));
+    wait_js(&tab, "!!document.querySelector('#avito-credentials')");
+    assert!(eval(&tab, "document.querySelector('#avito-oauth') === null").as_bool().unwrap(), "no agency app");
+    fill(&tab, "#avito-credentials input[name=client_id]", OWN_ID);
+    fill(&tab, "#avito-credentials input[name=client_secret]", OWN_SECRET);
+    click(&tab, "#avito-credentials button[type=submit]");
+    wait_js(&tab, "document.querySelector('#avito-card [data-connected]') !== null");
+    let card = text_of(&tab, "#avito-card");
+    assert!(card.contains("Подключено: Мебель Казань") && card.contains("Свои ключи Авито Pro"), "{card}");
+    assert!(card.contains("Вебхук не подключён"), "{card}");
+    screenshots(&tab, "cabinet-avito-webhook-failed");
+
+    // Avito accepts it now: "refresh" registers the webhook.
+    fake.world().webhook_status = None;
+    click(&tab, "#avito-refresh");
+    wait_js(&tab, "document.querySelector('#avito-card').innerText.includes('Вебхук подключён')");
+    assert!(text_of(&tab, "#avito-card .card-head").contains("Подключено"));
+    let token = app.provider_token(1).await;
+    let subscription = format!("{WEBHOOK_BASE}?token={token}");
+    assert_eq!(fake.world().webhooks, vec![subscription.clone()]);
+    screenshots(&tab, "cabinet-avito-connected");
+
+    open_admin(&tab, &app, "tenant/1");
+    wait_js(&tab, "document.querySelectorAll('#avito-subscriptions code').length === 1");
+    assert_eq!(text_of(&tab, "#avito-subscriptions code"), subscription);
+    assert!(text_of(&tab, "#admin-avito").contains("вебхук подключён"));
+    screenshots(&tab, "admin-tenant-avito");
 }

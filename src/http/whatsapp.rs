@@ -31,14 +31,28 @@ pub async fn pub_start(State(state): State<AppState>, caller: PubTenant) -> ApiR
     Ok(Json(json!({"ok": true, "state": wa_state})))
 }
 
-/// `GET /pub/wa/status`: `{ok, ready, qr, state, qr_id, me}`.
-pub async fn pub_status(State(state): State<AppState>, caller: PubTenant) -> Json<Value> {
-    Json(state.whatsapp.public_status(caller.tenant))
+/// `GET /pub/wa/status`: `{ok, ready, qr, state, qr_id, me}`. With no session in this
+/// process, an external provider's `ready` webhook says the account is connected.
+pub async fn pub_status(State(state): State<AppState>, caller: PubTenant) -> ApiResult<Json<Value>> {
+    let mut status = state.whatsapp.public_status(caller.tenant);
+    if status["state"] == "stopped"
+        && let Some(ready) = super::webhook::external_ready(&state, caller.tenant).await?
+    {
+        status["ready"] = json!(true);
+        status["state"] = json!("ready");
+        status["me"] = match ready.get("me") {
+            Some(Value::String(me)) => json!(me),
+            Some(Value::Number(me)) => json!(me.to_string()),
+            _ => Value::Null,
+        };
+    }
+    Ok(Json(status))
 }
 
 /// `POST /pub/wa/logout`: the only way the tenant's state directory is reset.
 pub async fn pub_logout(State(state): State<AppState>, caller: PubTenant) -> ApiResult<Json<Value>> {
     state.whatsapp.logout(caller.tenant).await.map_err(ApiError::internal)?;
+    state.queues.kv_delete(&super::webhook::ready_key(caller.tenant)).await?;
     tracing::info!(event = "wa_logout", tenant = %caller.tenant);
     Ok(Json(json!({"ok": true, "state": WaState::LoggedOut})))
 }

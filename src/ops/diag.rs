@@ -570,10 +570,25 @@ async fn check_channels(report: &mut Report, client: &AdminClient, tenants: &[Va
                     let reason = status["reason"].as_str().unwrap_or("");
                     details.push(format!("{label} telegram: {state}{}", suffix(reason)));
                     if state == "failed" {
+                        let since = status["failed_at"].as_i64().map(crate::domain::rfc3339).unwrap_or_default();
                         problems.push(Finding::fail(
                             "channels",
-                            format!("{label}: Telegram session failed{}", suffix(reason)),
-                            format!("log in again from the cabinet (link: avioctl key get --tenant {id})"),
+                            format!(
+                                "{label}: Telegram session failed{}{}",
+                                suffix(reason),
+                                if since.is_empty() { String::new() } else { format!(" since {since}") }
+                            ),
+                            format!("log in again by QR from the cabinet (link: avioctl key get --tenant {id})"),
+                        ));
+                    }
+                    if let Some(at) = status["peer_flood_at"].as_i64() {
+                        problems.push(Finding::warn(
+                            "channels",
+                            format!(
+                                "{label}: Telegram answered PEER_FLOOD at {}: the account may not message people who did not write first",
+                                crate::domain::rfc3339(at)
+                            ),
+                            "send only to leads who wrote first; check the account's limits with @SpamBot in Telegram; the alert clears 24 h after the last PEER_FLOOD",
                         ));
                     }
                 }

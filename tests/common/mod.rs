@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod daemon;
 pub mod recording;
+pub mod tg_script;
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";

@@ -467,7 +467,7 @@ function queues(main) {
         { class: 'table-wrap' },
         h(
           'table',
-          { class: 'table' },
+          { class: 'table responsive', id: 'queues-table' },
           h('thead', {}, h('tr', {}, h('th', {}, 'Очередь'), h('th', { class: 'num' }, 'В очереди'), h('th', { class: 'num' }, 'Недоставлено'))),
           h(
             'tbody',
@@ -475,10 +475,10 @@ function queues(main) {
             depths.map((q) =>
               h(
                 'tr',
-                {},
-                h('td', {}, h('div', {}, h('div', {}, QUEUE_NAMES[q.queue] || q.queue), h('div', { class: 'small muted mono' }, q.queue))),
-                h('td', { class: 'num' }, String(q.depth)),
-                h('td', { class: 'num' }, q.dead ? pill('err', String(q.dead)) : '0'),
+                { dataset: { queue: q.queue } },
+                h('td', { 'data-label': 'Очередь' }, h('div', {}, h('div', {}, QUEUE_NAMES[q.queue] || q.queue), h('div', { class: 'small muted mono' }, q.queue))),
+                h('td', { 'data-label': 'В очереди', class: 'num' }, String(q.depth)),
+                h('td', { 'data-label': 'Недоставлено', class: 'num' }, q.dead ? pill('err', String(q.dead)) : '0'),
               ),
             ),
           ),
@@ -494,7 +494,7 @@ function queues(main) {
       deadBody,
       h(
         'div',
-        { class: 'list' },
+        { class: 'list', id: 'dead-list' },
         dead.map((d) => {
           const retry = h('button', { class: 'btn btn-sm', type: 'button', dataset: { dead: d.id } }, 'Повторить');
           retry.addEventListener('click', () =>
@@ -515,7 +515,7 @@ function queues(main) {
             .join(' · ');
           return h(
             'div',
-            { class: 'list-item' },
+            { class: 'list-item', dataset: { deadItem: d.id } },
             h(
               'div',
               { class: 'grow' },
@@ -579,7 +579,7 @@ function guardrails(main) {
                 { dataset: { ok: String(g.ok) } },
                 h('td', { 'data-label': 'Правило' }, h('div', {}, h('div', {}, title), h('div', { class: 'small muted mono' }, g.name))),
                 h('td', { 'data-label': 'Канал' }, g.channel ? CHANNELS[g.channel] || g.channel : 'все'),
-                h('td', { 'data-label': 'Сейчас', class: 'num' }, `${(g.ratio * 100).toFixed(1)} %`),
+                h('td', { 'data-label': 'Сейчас', class: g.ok ? 'num' : 'num broken' }, `${(g.ratio * 100).toFixed(1)} %`),
                 h('td', { 'data-label': 'Порог', class: 'small' }, limit || `${(g.max_ratio * 100).toFixed(1)} %`),
                 h('td', { 'data-label': 'Событий', class: 'num' }, `${g.hits} из ${g.total}`),
                 h('td', { 'data-label': 'Статус' }, g.ok ? pill('ok', 'Норма') : pill('err', 'Нарушено')),

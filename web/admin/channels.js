@@ -21,6 +21,40 @@ const TG_STATES = {
   failed: ['err', 'Ошибка'],
 };
 
+/** Telegram's reasons for `failed` (or the last problem reaching it), for the agency. */
+const TG_REASONS = {
+  qr_expired: 'QR-код истёк, пока его не отсканировали: клиенту нужно открыть ссылку /connect/tg снова.',
+  session_revoked: 'сессию завершили с телефона (Настройки → Устройства): клиенту нужно подключиться заново.',
+  auth_key_unregistered: 'Telegram больше не признаёт эту сессию: клиенту нужно подключиться заново.',
+  auth_key_duplicated: 'сессия открыта в двух местах одновременно, Telegram её закрыл: подключите заново.',
+  session_expired: 'сессия истекла: клиенту нужно подключиться заново.',
+  user_deactivated: 'аккаунт Telegram удалён.',
+  user_deactivated_ban: 'аккаунт Telegram заблокирован Telegram.',
+};
+
+function tgReason(reason, failed) {
+  const known = TG_REASONS[reason];
+  const text = known || (failed ? 'вход не удался' : 'последняя ошибка связи с Telegram');
+  return `${failed ? 'Ошибка' : 'Замечание'}: ${text} (${reason})`;
+}
+
+/** PEER_FLOOD: Telegram limited the account for writing to people who did not write first. */
+function peerFlood(at) {
+  return h(
+    'div',
+    { class: 'banner err stack tight', id: 'admin-tg-peer-flood' },
+    h('strong', {}, `Telegram ограничил аккаунт (PEER_FLOOD) · ${fmtDateTime(at)}`),
+    h('div', {}, 'Сообщения людям, которые не писали первыми, не доставляются.'),
+    h(
+      'div',
+      {},
+      h('strong', {}, 'Что делать: '),
+      'клиенту написать @SpamBot в Telegram и следовать его ответу; пока ограничение действует, не отправлять первые ',
+      'сообщения новым контактам (/send). Ответы тем, кто написал сам, обычно доходят.',
+    ),
+  );
+}
+
 function row(icon, iconClass, title, status, detail, actions) {
   return h(
     'div',
@@ -110,23 +144,34 @@ export function channelsCard(api, tenant, handle) {
       status = await api.get('/admin/tg/status', { tenant });
     } catch (e) {
       if (e.code === 'invalid_admin_token') return handle(e);
-      const text = e.code === 'tg_unavailable' ? errorText(e) : unavailable(e);
       const notConfigured = e.code === 'tg_unavailable' && e.body.reason === 'not_configured';
+      const text = notConfigured
+        ? 'Telegram не настроен на сервере: задайте TELEGRAM_API_ID и TELEGRAM_API_HASH (с my.telegram.org) в /etc/avio/avio.env и выполните sudo systemctl restart avio. Клиенту пока показывается «Подключение Telegram пока не включено».'
+        : e.code === 'tg_unavailable'
+          ? `Telegram сейчас недоступен${e.body.reason ? ` (${e.body.reason})` : ''}. Попробуйте через минуту.`
+          : unavailable(e);
       const status = notConfigured ? pill('wait', 'Не настроено') : pill(e.code === 'tg_unavailable' ? 'err' : 'off', 'Недоступно');
-      mount(tgSlot, row('T', 'tg', 'Telegram', status, h('div', { class: 'small muted' }, text)));
+      mount(tgSlot, row('T', 'tg', 'Telegram', status, h('div', { class: 'small muted', id: 'admin-tg-note' }, text)));
       return;
     }
     const [kind, label] = TG_STATES[status.state] || ['off', status.state];
     const me = status.me || {};
     const who = me.username ? `@${me.username}` : me.first_name || '';
+    const failed = status.state === 'failed';
     mount(
       tgSlot,
       row(
         'T',
         'tg',
         'Telegram',
-        pill(kind, label),
-        h('div', { class: 'small muted' }, who ? `Аккаунт ${who}` : 'Клиент подключает Telegram по своей ссылке /connect/tg.', status.reason ? ` · ${status.reason}` : ''),
+        h('span', { class: 'row' }, pill(kind, label), status.peer_flood_at ? pill('err', 'PEER_FLOOD') : null),
+        h(
+          'div',
+          { class: 'stack tight' },
+          h('div', { class: 'small muted' }, who ? `Аккаунт ${who}` : 'Клиент подключает Telegram по своей ссылке /connect/tg.'),
+          status.reason ? h('div', { class: `small ${failed ? 'form-error' : 'muted'}`, id: 'admin-tg-reason' }, tgReason(status.reason, failed)) : null,
+          status.peer_flood_at ? peerFlood(status.peer_flood_at) : null,
+        ),
         status.authorized ? [button('Выйти', 'btn-danger', () => api.post('/admin/tg/logout', {}, { tenant }), 'Выйти из Telegram клиента?')] : null,
       ),
     );
@@ -189,7 +234,7 @@ export function channelsCard(api, tenant, handle) {
           ? list.map((s) =>
               h(
                 'div',
-                { class: 'row between' },
+                { class: 'row between subscription' },
                 h('code', { class: 'grow' }, String(s.url || '')),
                 button('Отписать', 'btn-ghost', () => api.post('/admin/avito/unsubscribe', { url: s.url }, { tenant }), 'Отписать этот адрес от сообщений Авито?'),
               ),

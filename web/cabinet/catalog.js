@@ -18,6 +18,8 @@ const COLUMN_NAMES = {
   description: 'Описание',
 };
 
+const CURRENCY_SIGNS = { RUB: '₽', USD: '$', EUR: '€', KZT: '₸', BYN: 'Br', UAH: '₴', CNY: '¥' };
+
 /** POST the file with progress; resolves to the JSON answer. */
 function upload(url, file, onProgress) {
   return new Promise((resolve, reject) => {
@@ -136,20 +138,28 @@ export function catalogSection(ctx) {
         { class: 'table-wrap' },
         h(
           'table',
-          { class: 'table compact', id: 'catalog-table' },
+          { class: 'table compact catalog', id: 'catalog-table' },
           h('thead', {}, h('tr', {}, header.map((col) => h('th', { class: col === 'price' || col === 'stock' ? 'num' : '' }, COLUMN_NAMES[col] || col)))),
           h(
             'tbody',
             {},
-            rows.map((row) =>
-              h(
+            rows.map((row) => {
+              const cells = Array.isArray(row) ? row : header.map((col) => row[col]);
+              const currency = cells[header.indexOf('currency')];
+              return h(
                 'tr',
                 {},
-                (Array.isArray(row) ? row : header.map((col) => row[col])).map((cell, i) =>
-                  h('td', { class: header[i] === 'price' || header[i] === 'stock' ? 'num' : '', title: cell || '' }, header[i] === 'price' ? fmtPrice(cell) : cell ?? ''),
-                ),
-              ),
-            ),
+                cells.map((cell, i) => {
+                  const col = header[i] || '';
+                  const attrs = { class: col === 'price' || col === 'stock' ? 'num' : '', title: cell || '', dataset: { col } };
+                  // On a phone each row is a card: the name, the price with its currency, the rest small.
+                  if (col === 'price' && cell !== '' && cell != null) attrs.dataset.currency = CURRENCY_SIGNS[currency] || currency || '';
+                  if (col === 'stock' || col === 'category' || col === 'sku') attrs.dataset.label = COLUMN_NAMES[col];
+                  const shown = col === 'price' ? fmtPrice(cell) : cell ?? '';
+                  return h('td', attrs, shown === '' ? null : shown);
+                }),
+              );
+            }),
           ),
         ),
       ),

@@ -2,7 +2,7 @@
 // replies come from the real pipeline (persona, catalog, sales state) and go nowhere.
 
 import { errorText } from '../shared/api.js';
-import { busy, card, fmtTime, h, mount } from '../shared/dom.js';
+import { busy, card, fmtTime, grow, h, mount } from '../shared/dom.js';
 
 function newPeer() {
   const random = crypto.getRandomValues(new Uint32Array(2));
@@ -19,12 +19,20 @@ export function tryBotSection(ctx) {
 
   const log = h('div', { class: 'chat', id: 'bot-chat', 'aria-live': 'polite' });
   const typing = h('div', { class: 'typing', hidden: true }, h('span', { class: 'spinner' }), 'Бот печатает…');
-  const text = h('textarea', { id: 'bot-input', rows: 1, placeholder: 'Например: «Сколько стоит угловой диван?»', 'aria-label': 'Сообщение боту' });
+  const text = h('textarea', { id: 'bot-input', rows: 1, placeholder: 'Сообщение боту…', 'aria-label': 'Сообщение боту' });
   const send = h('button', { class: 'btn btn-primary', type: 'submit', id: 'bot-send' }, 'Отправить');
   const restart = h('button', { class: 'btn btn-ghost btn-sm', type: 'button' }, 'Новый диалог');
 
   function hint() {
-    mount(log, h('div', { class: 'empty', id: 'bot-empty' }, h('strong', {}, 'Напишите первое сообщение'), 'Бот ответит так же, как ответил бы покупателю в WhatsApp.'));
+    mount(
+      log,
+      h(
+        'div',
+        { class: 'empty', id: 'bot-empty' },
+        h('strong', {}, 'Напишите первое сообщение'),
+        'Например: «Сколько стоит угловой диван?» Бот ответит так же, как ответил бы покупателю в WhatsApp.',
+      ),
+    );
     log.appendChild(typing);
   }
 
@@ -78,6 +86,7 @@ export function tryBotSection(ctx) {
         return;
       }
       text.value = '';
+      grow(text);
       add('me', message);
       waiting += 1;
       typing.hidden = false;
@@ -88,6 +97,7 @@ export function tryBotSection(ctx) {
       });
     });
   });
+  text.addEventListener('input', () => grow(text));
   text.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && !event.shiftKey) {
       event.preventDefault();

@@ -132,7 +132,7 @@ const MESSAGES = {
   qr_expired: 'QR-код истёк. Запросите новый.',
   qr_not_found: 'QR-кода пока нет.',
   already_authorized: 'Telegram уже подключён.',
-  bad_password: 'Неверный пароль двухэтапной проверки.',
+  bad_password: 'Пароль не подошёл. Проверьте раскладку и Caps Lock и попробуйте ещё раз.',
   not_waiting_2fa: 'Сейчас пароль не нужен: начните подключение заново.',
   wa_max_sessions: 'На сервере занято максимальное число сессий WhatsApp. Обратитесь в агентство.',
   avito_not_configured:
@@ -172,7 +172,7 @@ export function errorText(err) {
   const body = err.body || {};
   if (err.code === 'tg_unavailable') {
     return body.reason === 'not_configured'
-      ? 'Telegram не настроен на сервере: агентству нужно задать TELEGRAM_API_ID и TELEGRAM_API_HASH.'
+      ? 'Подключение Telegram пока не включено — напишите вашему агентству.'
       : 'Telegram сейчас недоступен. Попробуйте через минуту.';
   }
   if (err.code === 'file_too_large') {

@@ -157,7 +157,7 @@ export class WhatsAppPanel {
         mount(
           this.body,
           connectedBlock(
-            s.me ? `Подключено как ${fmtPhone(s.me)}` : 'WhatsApp подключён',
+            s.me ? ['Подключено как ', h('span', { class: 'nowrap' }, fmtPhone(s.me))] : 'WhatsApp подключён',
             'Бот отвечает на новые сообщения в этом аккаунте.',
           ),
           h('div', { class: 'row' }, this.logoutButton()),
@@ -279,7 +279,7 @@ export class TelegramPanel {
     } catch (e) {
       this.status = null;
       if (e instanceof ApiError && (e.unavailable || e.code === 'tg_unavailable')) {
-        this.unavailable = e.status === 404 ? 'Подключение Telegram на этом сервере пока недоступно.' : errorText(e);
+        this.unavailable = e.status === 404 ? 'Подключение Telegram пока не включено — напишите вашему агентству.' : errorText(e);
       } else {
         this.error = errorText(e);
       }
@@ -436,11 +436,20 @@ export class TelegramPanel {
 }
 
 function failureText(reason) {
+  const ended = 'Сеанс Telegram завершён: подключите аккаунт заново.';
   const known = {
     qr_expired: 'QR-код истёк, пока его не отсканировали.',
     expired: 'QR-код истёк, пока его не отсканировали.',
+    session_revoked: 'Сеанс завершили на телефоне (Настройки → Устройства). Подключите аккаунт заново.',
+    auth_key_unregistered: ended,
+    auth_key_duplicated: ended,
+    auth_key_invalid: ended,
+    auth_key_perm_empty: ended,
+    session_expired: ended,
+    user_deactivated: 'Этот аккаунт Telegram удалён.',
+    user_deactivated_ban: 'Этот аккаунт Telegram заблокирован.',
   };
-  return known[reason] || (reason ? `Вход не удался (${reason}).` : 'Вход не удался.');
+  return known[reason] || 'Вход не удался. Попробуйте ещё раз.';
 }
 
 const WEBHOOK_STATES = {
@@ -515,7 +524,14 @@ export class AvitoPanel {
         'dl',
         { class: 'kv' },
         h('dt', {}, 'Вебхук'),
-        h('dd', {}, pill(kind, label), hook.error ? h('div', { class: 'small muted' }, String(hook.error)) : null),
+        h(
+          'dd',
+          {},
+          pill(kind, label),
+          hook.state === 'failed'
+            ? h('div', { class: 'small muted' }, 'Авито пока не принимает адрес для новых сообщений. Нажмите «Обновить статус» чуть позже; если не поможет — напишите вашему агентству.')
+            : null,
+        ),
         h('dt', {}, 'Проверено'),
         h('dd', {}, fmtDateTime(hook.at || s.refreshed_at || s.connected_at)),
       ),

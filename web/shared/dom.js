@@ -79,6 +79,13 @@ export function toggle(label, checked, name) {
   );
 }
 
+/** Fits a textarea's height to its text (up to its CSS max-height). */
+export function grow(textarea) {
+  textarea.style.height = 'auto';
+  if (textarea.value) textarea.style.height = `${textarea.scrollHeight + 2}px`;
+  else textarea.style.removeProperty('height');
+}
+
 let toastBox = null;
 
 /** A short message in the corner; kind 'err' for failures. */

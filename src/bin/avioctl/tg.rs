@@ -30,8 +30,17 @@ fn print_status(raw: bool, tenant: i64, answer: &Value) {
         if !a["reason"].is_null() {
             println!("reason:       {}", s(&a["reason"]));
         }
-        if !a["peer_flood_at"].is_null() {
-            println!("PEER_FLOOD:   since {} (Telegram limits messages to new people)", a["peer_flood_at"]);
+        if let Some(at) = a["failed_at"].as_i64() {
+            println!("failed at:    {}", avio::domain::rfc3339(at));
+        }
+        if !a["action"].is_null() {
+            println!("fix:          {}", s(&a["action"]));
+        }
+        if let Some(at) = a["peer_flood_at"].as_i64() {
+            println!(
+                "PEER_FLOOD:   since {} (Telegram limits messages to people who did not write first)",
+                avio::domain::rfc3339(at)
+            );
         }
     });
 }

@@ -1,11 +1,15 @@
 //! Session files in `TG_SESSIONS_DIR`: `<ID>.session` (0600) guarded by `<ID>.lock`, so
 //! two processes never drive one Telegram key (that ends in `AUTH_KEY_DUPLICATED`).
 //! A dead session is archived (renamed), never silently deleted; only logout removes it.
+//! `<ID>.alerts.json` (0600) keeps what the operator must still see after a restart:
+//! the session-gone failure and the last `PEER_FLOOD`.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::TenantId;
 use crate::store::fsutil;
@@ -16,6 +20,57 @@ pub fn session_path(dir: &Path, tenant: TenantId) -> PathBuf {
 
 pub fn lock_path(dir: &Path, tenant: TenantId) -> PathBuf {
     dir.join(format!("{tenant}.lock"))
+}
+
+pub fn alerts_path(dir: &Path, tenant: TenantId) -> PathBuf {
+    dir.join(format!("{tenant}.alerts.json"))
+}
+
+/// The session died at Telegram (`session_revoked`…): kept until a new login or logout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    /// Epoch seconds.
+    pub at: i64,
+}
+
+/// The contents of `<ID>.alerts.json`; no file when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alerts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failure>,
+    /// Epoch seconds of the last `PEER_FLOOD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_flood_at: Option<i64>,
+}
+
+impl Alerts {
+    pub fn is_empty(&self) -> bool {
+        self.failed.is_none() && self.peer_flood_at.is_none()
+    }
+}
+
+/// Reads the tenant's alerts; none when the file is missing. A file that does not
+/// parse is an `InvalidData` error.
+pub fn read_alerts(dir: &Path, tenant: TenantId) -> io::Result<Alerts> {
+    match fs::read(alerts_path(dir, tenant)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Alerts::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the alerts atomically (0600), or removes the file when there are none.
+pub fn write_alerts(dir: &Path, tenant: TenantId, alerts: &Alerts) -> io::Result<()> {
+    let path = alerts_path(dir, tenant);
+    if alerts.is_empty() {
+        return match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let bytes = serde_json::to_vec_pretty(alerts).map_err(io::Error::other)?;
+    fsutil::write_private(&path, &bytes)
 }
 
 /// An exclusive `flock` on `<ID>.lock`, held while the tenant's account is open and
@@ -83,6 +138,15 @@ pub fn remove(dir: &Path, tenant: TenantId) -> io::Result<()> {
 
 /// Tenants with a session file, for the restore at start.
 pub fn list_tenants(dir: &Path) -> io::Result<Vec<TenantId>> {
+    list_with_suffix(dir, ".session")
+}
+
+/// Tenants with an alerts file, for the restore at start.
+pub fn list_alerts(dir: &Path) -> io::Result<Vec<TenantId>> {
+    list_with_suffix(dir, ".alerts.json")
+}
+
+fn list_with_suffix(dir: &Path, suffix: &str) -> io::Result<Vec<TenantId>> {
     let mut tenants = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -91,7 +155,7 @@ pub fn list_tenants(dir: &Path) -> io::Result<Vec<TenantId>> {
     };
     for entry in entries {
         let name = entry?.file_name();
-        if let Some(tenant) = name.to_str().and_then(|n| n.strip_suffix(".session")).and_then(TenantId::parse) {
+        if let Some(tenant) = name.to_str().and_then(|n| n.strip_suffix(suffix)).and_then(TenantId::parse) {
             tenants.push(tenant);
         }
     }
@@ -141,5 +205,27 @@ mod tests {
             fs::write(dir.path().join(name), b"").unwrap();
         }
         assert_eq!(list_tenants(dir.path()).unwrap(), vec![tenant(7), tenant(12)]);
+    }
+
+    #[test]
+    fn alerts_round_trip_as_a_private_file_and_vanish_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_alerts(dir.path(), tenant(7)).unwrap(), Alerts::default());
+        let alerts = Alerts {
+            failed: Some(Failure { reason: "session_revoked".into(), at: 1_700_000_000 }),
+            peer_flood_at: Some(1_700_000_100),
+        };
+        write_alerts(dir.path(), tenant(7), &alerts).unwrap();
+        assert_eq!(read_alerts(dir.path(), tenant(7)).unwrap(), alerts);
+        assert_eq!(fsutil::mode(&alerts_path(dir.path(), tenant(7))).unwrap(), 0o600);
+        assert_eq!(list_alerts(dir.path()).unwrap(), vec![tenant(7)]);
+        assert_eq!(list_tenants(dir.path()).unwrap(), Vec::<TenantId>::new(), "alerts are not sessions");
+
+        write_alerts(dir.path(), tenant(7), &Alerts::default()).unwrap();
+        assert!(!alerts_path(dir.path(), tenant(7)).exists());
+        write_alerts(dir.path(), tenant(7), &Alerts::default()).unwrap();
+
+        fs::write(alerts_path(dir.path(), tenant(8)), b"{not json").unwrap();
+        assert_eq!(read_alerts(dir.path(), tenant(8)).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

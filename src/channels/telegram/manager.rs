@@ -42,6 +42,11 @@ pub struct Timing {
     /// With no update for this long, ping Telegram; a failed ping rebuilds the connection.
     pub watchdog_idle: Duration,
     pub ping_timeout: Duration,
+    /// With no update at all for this long, the connection is rebuilt even though
+    /// pings answer: an update stream can stall while plain requests still work, and
+    /// a rebuild catches up from the saved state. A quiet account pays one reconnect
+    /// per interval.
+    pub update_silence_max: Duration,
     /// How long to wait for Avio's own in-flight sends before calling an outgoing
     /// message "sent from another app".
     pub echo_wait: Duration,
@@ -55,6 +60,7 @@ impl Default for Timing {
             save_every: Duration::from_secs(15),
             watchdog_idle: Duration::from_secs(300),
             ping_timeout: Duration::from_secs(30),
+            update_silence_max: Duration::from_secs(3600),
             echo_wait: Duration::from_secs(10),
         }
     }
@@ -99,6 +105,9 @@ pub struct TgStatus {
     /// Why the state is `failed` (`qr_expired`, `session_revoked`…), or the last
     /// problem reaching Telegram.
     pub reason: Option<String>,
+    /// When the session died at Telegram (epoch seconds); kept across restarts until
+    /// a new login or logout.
+    pub failed_at: Option<i64>,
     pub qr: Option<QrView>,
     pub password_hint: Option<String>,
     pub me: Option<SelfUser>,
@@ -111,6 +120,20 @@ impl TgStatus {
         self.state == LoginState::Authorized
     }
 
+    /// What the operator should do about a `failed` state.
+    pub fn action(&self) -> Option<&'static str> {
+        if self.state != LoginState::Failed {
+            return None;
+        }
+        Some(match self.reason.as_deref() {
+            Some(reason) if is_gone_reason(reason) => {
+                "the session ended at Telegram: log in again by QR from the cabinet (/pub/tg/start)"
+            }
+            Some("session_locked") => "another process uses this session file: stop it, then restart avio",
+            _ => "start the QR login again from the cabinet (/pub/tg/start)",
+        })
+    }
+
     /// The body of `/pub/tg/status` without `qr_url` (the HTTP layer adds it).
     pub fn to_json(&self) -> Value {
         json!({
@@ -121,6 +144,8 @@ impl TgStatus {
             "qr_id": self.qr.as_ref().map(|q| q.id.clone()),
             "expires_at": self.qr.as_ref().map(|q| q.expires_at),
             "reason": self.reason,
+            "failed_at": self.failed_at,
+            "action": self.action(),
             "password_hint": self.password_hint,
             "me": self.me.as_ref().map(|me| json!({"id": me.id, "username": me.username, "first_name": me.first_name})),
             "peer_flood_at": self.peer_flood_at,
@@ -163,6 +188,14 @@ fn is_gone_reason(reason: &str) -> bool {
             | "auth_key_invalid"
             | "auth_key_perm_empty"
     )
+}
+
+/// A `PEER_FLOOD` alert clears this long after the last one (Telegram lifts the limit
+/// on its own; a new `PEER_FLOOD` starts the period again).
+pub const PEER_FLOOD_CLEARS_AFTER_S: i64 = 24 * 3600;
+
+fn peer_flood_expired(at: i64) -> bool {
+    at + PEER_FLOOD_CLEARS_AFTER_S <= now_s()
 }
 
 /// Remembers recent QR ids, so an old one answers 410 rather than 404.
@@ -234,8 +267,19 @@ impl TelegramHub {
             return;
         }
         let dir = self.shared.sessions_dir.clone();
-        let tenants = match tokio::task::spawn_blocking(move || files::list_tenants(&dir)).await {
-            Ok(Ok(tenants)) => tenants,
+        let listed = tokio::task::spawn_blocking(move || {
+            let tenants = files::list_tenants(&dir)?;
+            let mut alerts = Vec::new();
+            for tenant in files::list_alerts(&dir)? {
+                match files::read_alerts(&dir, tenant) {
+                    Ok(kept) => alerts.push((tenant, kept)),
+                    Err(e) => tracing::error!(event = "tg_alerts_read_failed", tenant = %tenant, error = %e),
+                }
+            }
+            Ok::<_, std::io::Error>((tenants, alerts))
+        });
+        let (tenants, alerts) = match listed.await {
+            Ok(Ok(listed)) => listed,
             Ok(Err(e)) => {
                 tracing::error!(event = "tg_restore_failed", error = %e);
                 return;
@@ -245,9 +289,13 @@ impl TelegramHub {
                 return;
             }
         };
+        // Kept alerts first, so a dead session's tenant never reads as a plain need_qr.
+        for (tenant, kept) in alerts {
+            self.session(tenant).restore_alerts(kept).await;
+        }
         for tenant in tenants {
             let session = self.session(tenant);
-            tokio::spawn(async move { session.resume().await });
+            tokio::spawn(async move { session.resume_from(true).await });
         }
     }
 
@@ -342,6 +390,8 @@ pub struct TenantSession {
     sends_done: Notify,
     /// Usernames seen on incoming messages, for the `username` step of `to` resolution.
     usernames: Mutex<HashMap<i64, String>>,
+    /// Mirror of `<ID>.alerts.json`; the lock also orders the file writes.
+    alerts: tokio::sync::Mutex<files::Alerts>,
 }
 
 enum Wake {
@@ -374,6 +424,7 @@ impl TenantSession {
             in_flight: AtomicUsize::new(0),
             sends_done: Notify::new(),
             usernames: Mutex::new(HashMap::new()),
+            alerts: tokio::sync::Mutex::new(files::Alerts::default()),
         })
     }
 
@@ -382,7 +433,11 @@ impl TenantSession {
     }
 
     pub fn status(&self) -> TgStatus {
-        self.status.borrow().clone()
+        let mut status = self.status.borrow().clone();
+        if status.peer_flood_at.is_some_and(peer_flood_expired) {
+            status.peer_flood_at = None;
+        }
+        status
     }
 
     /// Watches state changes (tests wait on it instead of sleeping).
@@ -409,8 +464,13 @@ impl TenantSession {
         let mut to = LoginState::Idle;
         self.status.send_modify(|status| {
             from = status.state;
+            let (reason, failed_at) = (status.reason.clone(), status.failed_at);
             change(status);
             to = status.state;
+            // `failed_at` belongs to the failure it was set with.
+            if to != LoginState::Failed || (status.failed_at == failed_at && status.reason != reason) {
+                status.failed_at = None;
+            }
         });
         if from != to {
             tracing::info!(event = "tg_state", tenant = %self.tenant, from = from.as_str(), to = to.as_str());
@@ -502,7 +562,7 @@ impl TenantSession {
         let mut account = self.open_account().await.map_err(|e| self.fail_login(&e))?;
         match account.probe().await {
             Ok(Probe::Authorized(me)) => {
-                self.become_authorized(me, account);
+                self.become_authorized(me, account).await;
                 return Err(LoginError::AlreadyAuthorized);
             }
             Ok(Probe::PasswordNeeded) => {
@@ -540,7 +600,7 @@ impl TenantSession {
             }
             Ok(LoginStep::MigrateTo { .. }) => Err(self.fail_login(&TgError::Other("repeated dc migration".into()))),
             Ok(LoginStep::Success(me)) => {
-                self.become_authorized(me, account);
+                self.become_authorized(me, account).await;
                 Ok(self.status())
             }
             Err(TgError::PasswordNeeded) => {
@@ -672,7 +732,7 @@ impl TenantSession {
                     tracing::warn!(event = "tg_login_migrate_loop", tenant = %self.tenant);
                 }
                 Ok(LoginStep::Success(me)) => {
-                    self.become_authorized(me, account);
+                    self.become_authorized(me, account).await;
                     return;
                 }
                 Err(TgError::PasswordNeeded) => {
@@ -736,7 +796,9 @@ impl TenantSession {
         });
     }
 
-    fn become_authorized(&self, me: SelfUser, account: Arc<dyn TelegramAccount>) {
+    async fn become_authorized(&self, me: SelfUser, account: Arc<dyn TelegramAccount>) {
+        // A new login ends an earlier session's failure (on disk before it shows).
+        self.update_alerts(|a| a.failed = None).await;
         self.retire_qr();
         tracing::info!(event = "tg_authorized", tenant = %self.tenant, user_id = me.id);
         if let Some(token) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).login.take() {
@@ -750,6 +812,57 @@ impl TenantSession {
             s.me = Some(me);
         });
         self.spawn_run(account);
+    }
+
+    // ---- alerts kept across restarts ------------------------------------------
+
+    /// Changes `<ID>.alerts.json` (written atomically, removed when empty).
+    async fn update_alerts(&self, change: impl FnOnce(&mut files::Alerts)) {
+        let mut alerts = self.alerts.lock().await;
+        let before = alerts.clone();
+        change(&mut alerts);
+        if *alerts == before {
+            return;
+        }
+        let (dir, tenant, snapshot) = (self.shared.sessions_dir.clone(), self.tenant, alerts.clone());
+        match tokio::task::spawn_blocking(move || files::write_alerts(&dir, tenant, &snapshot)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(event = "tg_alerts_write_failed", tenant = %self.tenant, error = %e),
+            Err(e) => tracing::error!(event = "tg_alerts_write_failed", tenant = %self.tenant, error = %e),
+        }
+    }
+
+    /// At start: shows what the alerts file kept (a dead session's failure, a recent
+    /// `PEER_FLOOD`) on a session nothing has touched yet.
+    async fn restore_alerts(&self, kept: files::Alerts) {
+        if self.status().state != LoginState::Idle {
+            return;
+        }
+        *self.alerts.lock().await = kept.clone();
+        if let Some(failure) = &kept.failed {
+            tracing::warn!(event = "tg_session_failed_restored", tenant = %self.tenant, reason = %failure.reason,
+                failed_at = failure.at);
+        }
+        self.set_status(|s| {
+            if let Some(failure) = &kept.failed {
+                s.state = LoginState::Failed;
+                s.reason = Some(failure.reason.clone());
+                s.failed_at = Some(failure.at);
+            }
+            s.peer_flood_at = kept.peer_flood_at;
+        });
+        self.expire_peer_flood().await;
+    }
+
+    /// Drops a `PEER_FLOOD` alert older than [`PEER_FLOOD_CLEARS_AFTER_S`].
+    async fn expire_peer_flood(&self) {
+        let stale = self.alerts.lock().await.peer_flood_at.is_some_and(peer_flood_expired)
+            || self.status.borrow().peer_flood_at.is_some_and(peer_flood_expired);
+        if stale {
+            tracing::info!(event = "tg_peer_flood_cleared", tenant = %self.tenant);
+            self.status.send_modify(|s| s.peer_flood_at = None);
+            self.update_alerts(|a| a.peer_flood_at = None).await;
+        }
     }
 
     /// `GET /pub/tg/qr.png`: the current QR as PNG; 410 for an old one, 404 for unknown.
@@ -792,7 +905,7 @@ impl TenantSession {
         match account.check_password(password).await {
             Ok(me) => {
                 self.bump_generation();
-                self.become_authorized(me, account);
+                self.become_authorized(me, account).await;
                 Ok(self.status())
             }
             Err(TgError::PasswordInvalid) => {
@@ -847,26 +960,36 @@ impl TenantSession {
             Err(e) => tracing::error!(event = "tg_session_remove_failed", tenant = %self.tenant, error = %e),
         }
         tracing::info!(event = "tg_logout", tenant = %self.tenant);
+        self.update_alerts(|a| a.failed = None).await;
         self.set_status(|s| *s = TgStatus { peer_flood_at: s.peer_flood_at, ..TgStatus::default() });
         Ok(self.status())
     }
 
     /// Restores a session from its file (start-up, or the driver's `start`).
     pub async fn resume(&self) {
+        self.resume_from(false).await
+    }
+
+    /// `over_kept_failure`: at start, a session file newer than a kept failure (a new
+    /// login begun after it) is still probed; until it is authorized the failure shows.
+    async fn resume_from(&self, over_kept_failure: bool) {
         if self.shared.accounts.is_none() {
             return;
         }
         let mut backoff = Duration::from_secs(1);
         loop {
             let op = self.ops.lock().await;
-            if self.status().state != LoginState::Idle {
+            let state = self.status().state;
+            let kept_failure =
+                over_kept_failure && state == LoginState::Failed && self.alerts.lock().await.failed.is_some();
+            if state != LoginState::Idle && !kept_failure {
                 return;
             }
             let retry = match self.open_account().await {
                 Ok(account) => match account.probe().await {
                     Ok(Probe::Authorized(me)) => {
                         self.bump_generation();
-                        self.become_authorized(me, account);
+                        self.become_authorized(me, account).await;
                         return;
                     }
                     Ok(Probe::PasswordNeeded) => {
@@ -898,7 +1021,11 @@ impl TenantSession {
             self.close_account().await;
             drop(op);
             tracing::warn!(event = "tg_restore_retry", tenant = %self.tenant, reason = %retry.code(), error = %retry);
-            self.status.send_modify(|s| s.reason = Some(retry.code()));
+            self.status.send_modify(|s| {
+                if s.state == LoginState::Idle {
+                    s.reason = Some(retry.code());
+                }
+            });
             tokio::select! {
                 _ = self.shared.cancel.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
@@ -933,9 +1060,14 @@ impl TenantSession {
         self.close_account().await;
         self.archive_session(&code).await;
         tracing::error!(event = "tg_session_gone", tenant = %self.tenant, reason = %code);
+        let at = now_s();
+        // Kept on disk, so a restart still says why and what to do.
+        let failure = files::Failure { reason: code.clone(), at };
+        self.update_alerts(|a| a.failed = Some(failure)).await;
         self.set_status(|s| {
             s.state = LoginState::Failed;
-            s.reason = Some(code.clone());
+            s.reason = Some(code);
+            s.failed_at = Some(at);
             s.qr = None;
             s.me = None;
         });
@@ -997,7 +1129,9 @@ impl TenantSession {
         cancel: &CancellationToken,
     ) -> RunEnd {
         let timing = self.shared.timing.clone();
+        // Last sign of life (an update or an answered ping), and last update.
         let mut alive_at = Instant::now();
+        let mut update_at = Instant::now();
         let mut save = tokio::time::interval_at(Instant::now() + timing.save_every, timing.save_every);
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -1009,18 +1143,29 @@ impl TenantSession {
                     Some(Err(_)) => {}
                     Some(Ok(update)) => {
                         alive_at = Instant::now();
+                        update_at = alive_at;
                         if let TgUpdate::Message(message) = update {
                             self.handle_message(*message).await;
                         }
                     }
                 },
-                _ = save.tick() => match account.save_state().await {
-                    Ok(()) => {}
-                    Err(TgError::SessionGone(code)) => return RunEnd::Gone(code),
-                    Err(e) => tracing::warn!(event = "tg_save_state_failed", tenant = %self.tenant, error = %e),
-                },
+                _ = save.tick() => {
+                    match account.save_state().await {
+                        Ok(()) => {}
+                        Err(TgError::SessionGone(code)) => return RunEnd::Gone(code),
+                        Err(e) => tracing::warn!(event = "tg_save_state_failed", tenant = %self.tenant, error = %e),
+                    }
+                    self.expire_peer_flood().await;
+                }
                 _ = tokio::time::sleep_until(alive_at + timing.watchdog_idle) => {
                     match tokio::time::timeout(timing.ping_timeout, account.ping()).await {
+                        Ok(Ok(())) if update_at.elapsed() >= timing.update_silence_max => {
+                            // Requests work but nothing has come in for too long: the
+                            // update stream may be stuck; a rebuild catches up.
+                            tracing::warn!(event = "tg_watchdog_silent", tenant = %self.tenant,
+                                silent_s = update_at.elapsed().as_secs());
+                            return RunEnd::Stalled;
+                        }
                         Ok(Ok(())) => alive_at = Instant::now(),
                         Ok(Err(TgError::SessionGone(code))) => return RunEnd::Gone(code),
                         Ok(Err(e)) => {
@@ -1219,6 +1364,7 @@ impl TenantSession {
                 let at = now_s();
                 tracing::error!(event = "tg_peer_flood", tenant = %self.tenant,
                     "Telegram limits this account's messages to new people (PEER_FLOOD)");
+                self.update_alerts(|a| a.peer_flood_at = Some(at)).await;
                 self.status.send_modify(|s| s.peer_flood_at = Some(at));
             }
             TgError::SessionGone(code) => self.fail_session(code, None).await,
