@@ -182,19 +182,24 @@ impl Bot {
 
     async fn reply(&self, state: &AppState, job: &ReplyJob) -> anyhow::Result<()> {
         let (tenant, contact) = (job.tenant, job.contact_id);
+        // The reads are independent; each is a hop to another thread, so they go at once.
+        let key = latest_key(tenant, contact);
+        let (latest, doc, current, history) = tokio::join!(
+            state.queues.kv_get(&key),
+            state.tenants.get(tenant),
+            state.dialogs.get(tenant, contact),
+            state.store.recent_messages(tenant, contact, HISTORY),
+        );
         // Debounce: a newer message of the burst has its own job; only the last answers.
-        let latest = state.queues.kv_get(&latest_key(tenant, contact)).await?;
-        if latest.as_deref().is_some_and(|l| l != job.message_id.as_bytes()) {
+        if latest?.as_deref().is_some_and(|l| l != job.message_id.as_bytes()) {
             tracing::debug!(event = "bot_debounced", tenant = %tenant, contact);
             return Ok(());
         }
-        let doc = state.tenants.get(tenant).await?;
-        let current = state.dialogs.get(tenant, contact).await?;
+        let (doc, current, history) = (doc?, current?, history?);
         if let Some(reason) = silence_reason(&doc, &current) {
             tracing::info!(event = "bot_silent", tenant = %tenant, contact, reason);
             return Ok(());
         }
-        let history = state.store.recent_messages(tenant, contact, HISTORY).await?;
         let unanswered = unanswered_text(&history);
         let index = self.index(state, &doc).await;
         let matches: Vec<Product> = index
@@ -435,12 +440,16 @@ impl BotHook for Bot {
             };
             state.queues.enqueue(BOT_QUEUE, &job, options).await?;
             // Wake the reply worker when the debounce ends rather than on its next poll.
-            let wake = state.wake.clone();
             let debounce = state.config.bot_debounce;
-            tokio::spawn(async move {
-                tokio::time::sleep(debounce).await;
-                wake.bot.notify_one();
-            });
+            if debounce.is_zero() {
+                state.wake.bot.notify_one();
+            } else {
+                let wake = state.wake.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(debounce).await;
+                    wake.bot.notify_one();
+                });
+            }
             Ok(())
         })
     }

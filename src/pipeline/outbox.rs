@@ -174,23 +174,22 @@ pub async fn submit(
         return Ok(Submitted { job_id, duplicate: true });
     }
     let now = now_rfc3339();
+    let row = OutboxJobRow {
+        job_id: job_id.clone(),
+        tenant: message.tenant,
+        channel: message.channel.as_str().into(),
+        recipient: message.to.clone(),
+        payload: serde_json::to_value(&item).unwrap_or(Value::Null),
+        status: "queued".into(),
+        error: None,
+        attempts: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
     state
         .store
-        .insert_outbox_job(OutboxJobRow {
-            job_id: job_id.clone(),
-            tenant: message.tenant,
-            channel: message.channel.as_str().into(),
-            recipient: message.to.clone(),
-            payload: serde_json::to_value(&item).unwrap_or(Value::Null),
-            status: "queued".into(),
-            error: None,
-            attempts: 0,
-            created_at: now.clone(),
-            updated_at: now,
-        })
+        .record_submitted(row, message.channel, move |lead| outbound_record(&item, lead, "queued", None, None))
         .await?;
-    let lead = state.store.find_lead(message.tenant, message.channel, message.to.clone()).await?;
-    state.store.record_outbound(outbound_record(&item, lead, "queued", None, None)).await?;
     state.wake.outbox.notify_one();
     Ok(Submitted { job_id, duplicate: false })
 }

@@ -1,7 +1,7 @@
 //! SQL for the message pipeline: contacts, leads, lead_contacts, messages,
 //! webhook_events and outbox jobs.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -231,41 +231,7 @@ impl Store {
         channel: Channel,
         to: String,
     ) -> Result<Option<LeadRef>, StoreError> {
-        self.run(move |conn| {
-            let mut candidates = vec![to.trim().trim_start_matches('@').to_string()];
-            if let Some(phone) = normalize_phone(&to) {
-                candidates.insert(0, phone);
-            }
-            for peer in &candidates {
-                let found = conn
-                    .query_row(
-                        "SELECT lc.lead_id, l.contact_id, lc.peer FROM lead_contacts lc JOIN leads l ON l.id = lc.lead_id
-                         WHERE lc.tenant = ?1 AND lc.channel = ?2 AND lc.peer = ?3",
-                        params![tenant.get(), channel.as_str(), peer],
-                        |r| Ok(LeadRef { lead_id: r.get(0)?, contact_id: r.get(1)?, peer: r.get(2)? }),
-                    )
-                    .optional()?;
-                if found.is_some() {
-                    return Ok(found);
-                }
-            }
-            // Telegram: a username the contact is known by.
-            if channel == Channel::Telegram {
-                let username = to.trim().trim_start_matches('@').to_string();
-                let found = conn
-                    .query_row(
-                        "SELECT l.id, c.id, COALESCE(c.telegram_user_id, c.telegram_username) FROM contacts c
-                         JOIN leads l ON l.contact_id = c.id
-                         WHERE c.tenant = ?1 AND lower(c.telegram_username) = lower(?2)",
-                        params![tenant.get(), username],
-                        |r| Ok(LeadRef { lead_id: r.get(0)?, contact_id: r.get(1)?, peer: r.get(2)? }),
-                    )
-                    .optional()?;
-                return Ok(found);
-            }
-            Ok(None)
-        })
-        .await
+        self.run(move |conn| find_lead_in(conn, tenant, channel, &to)).await
     }
 
     /// The peer a contact is reached at on `channel` (most recently seen).
@@ -289,23 +255,21 @@ impl Store {
     }
 
     pub async fn insert_outbox_job(&self, job: OutboxJobRow) -> Result<(), StoreError> {
+        self.run(move |conn| insert_outbox_job_in(conn, &job)).await
+    }
+
+    /// A submitted send in one transaction: its job row, and its message row in the
+    /// dialog of the lead `to` belongs to (`record` builds it from that lead).
+    pub async fn record_submitted<F>(&self, job: OutboxJobRow, channel: Channel, record: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(Option<LeadRef>) -> OutboundRecord + Send + 'static,
+    {
         self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO outbox_jobs (job_id, tenant, channel, recipient, payload, status, error, attempts,
-                                          created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) ON CONFLICT(job_id) DO NOTHING",
-                params![
-                    job.job_id,
-                    job.tenant.get(),
-                    job.channel,
-                    job.recipient,
-                    job.payload.to_string(),
-                    job.status,
-                    job.error,
-                    job.attempts,
-                    job.created_at
-                ],
-            )?;
+            let txn = conn.transaction()?;
+            insert_outbox_job_in(&txn, &job)?;
+            let lead = find_lead_in(&txn, job.tenant, channel, &job.recipient)?;
+            record_outbound_in(&txn, record(lead))?;
+            txn.commit()?;
             Ok(())
         })
         .await
@@ -357,47 +321,7 @@ impl Store {
 
     /// Inserts or updates the dialog's copy of an outbound message (keyed by job).
     pub async fn record_outbound(&self, rec: OutboundRecord) -> Result<(), StoreError> {
-        self.run(move |conn| {
-            let now = now_rfc3339();
-            let updated = conn.execute(
-                "UPDATE messages SET status = ?2, error = ?3, provider_message_id = COALESCE(?4, provider_message_id)
-                 WHERE outbox_job_id = ?1",
-                params![rec.job_id, rec.status, rec.error, rec.provider_message_id],
-            )?;
-            if updated > 0 {
-                return Ok(());
-            }
-            let (contact_id, lead_id, peer) = match &rec.lead {
-                Some(l) => (Some(l.contact_id), Some(l.lead_id), Some(l.peer.clone())),
-                None => (None, None, None),
-            };
-            let insert = conn.execute(
-                "INSERT INTO messages (tenant, contact_id, lead_id, direction, author, channel, peer, text, attachments,
-                                       provider_message_id, status, error, outbox_job_id, ts, created_at)
-                 VALUES (?1, ?2, ?3, 'out', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-                params![
-                    rec.tenant.get(),
-                    contact_id,
-                    lead_id,
-                    rec.author,
-                    rec.channel.as_str(),
-                    peer,
-                    rec.text,
-                    rec.attachments.to_string(),
-                    rec.provider_message_id,
-                    rec.status,
-                    rec.error,
-                    rec.job_id,
-                    now
-                ],
-            );
-            match insert {
-                // The provider id is known from an echo stored first; keep that row.
-                Err(e) if is_unique_violation(&e) => Ok(()),
-                other => other.map(|_| ()).map_err(Into::into),
-            }
-        })
-        .await
+        self.run(move |conn| record_outbound_in(conn, rec)).await
     }
 
     /// A delivery ack (`delivered`, `read`, `failed`) for a message Avio sent.
@@ -478,6 +402,107 @@ impl Store {
             )?)
         })
         .await
+    }
+}
+
+fn find_lead_in(
+    conn: &Connection,
+    tenant: TenantId,
+    channel: Channel,
+    to: &str,
+) -> Result<Option<LeadRef>, StoreError> {
+    let mut candidates = vec![to.trim().trim_start_matches('@').to_string()];
+    if let Some(phone) = normalize_phone(to) {
+        candidates.insert(0, phone);
+    }
+    for peer in &candidates {
+        let found = conn
+            .query_row(
+                "SELECT lc.lead_id, l.contact_id, lc.peer FROM lead_contacts lc JOIN leads l ON l.id = lc.lead_id
+                 WHERE lc.tenant = ?1 AND lc.channel = ?2 AND lc.peer = ?3",
+                params![tenant.get(), channel.as_str(), peer],
+                |r| Ok(LeadRef { lead_id: r.get(0)?, contact_id: r.get(1)?, peer: r.get(2)? }),
+            )
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    // Telegram: a username the contact is known by.
+    if channel == Channel::Telegram {
+        let username = to.trim().trim_start_matches('@').to_string();
+        let found = conn
+            .query_row(
+                "SELECT l.id, c.id, COALESCE(c.telegram_user_id, c.telegram_username) FROM contacts c
+                 JOIN leads l ON l.contact_id = c.id
+                 WHERE c.tenant = ?1 AND lower(c.telegram_username) = lower(?2)",
+                params![tenant.get(), username],
+                |r| Ok(LeadRef { lead_id: r.get(0)?, contact_id: r.get(1)?, peer: r.get(2)? }),
+            )
+            .optional()?;
+        return Ok(found);
+    }
+    Ok(None)
+}
+
+fn insert_outbox_job_in(conn: &Connection, job: &OutboxJobRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO outbox_jobs (job_id, tenant, channel, recipient, payload, status, error, attempts,
+                                  created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) ON CONFLICT(job_id) DO NOTHING",
+        params![
+            job.job_id,
+            job.tenant.get(),
+            job.channel,
+            job.recipient,
+            job.payload.to_string(),
+            job.status,
+            job.error,
+            job.attempts,
+            job.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+fn record_outbound_in(conn: &Connection, rec: OutboundRecord) -> Result<(), StoreError> {
+    let now = now_rfc3339();
+    let updated = conn.execute(
+        "UPDATE messages SET status = ?2, error = ?3, provider_message_id = COALESCE(?4, provider_message_id)
+         WHERE outbox_job_id = ?1",
+        params![rec.job_id, rec.status, rec.error, rec.provider_message_id],
+    )?;
+    if updated > 0 {
+        return Ok(());
+    }
+    let (contact_id, lead_id, peer) = match &rec.lead {
+        Some(l) => (Some(l.contact_id), Some(l.lead_id), Some(l.peer.clone())),
+        None => (None, None, None),
+    };
+    let insert = conn.execute(
+        "INSERT INTO messages (tenant, contact_id, lead_id, direction, author, channel, peer, text, attachments,
+                               provider_message_id, status, error, outbox_job_id, ts, created_at)
+         VALUES (?1, ?2, ?3, 'out', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+        params![
+            rec.tenant.get(),
+            contact_id,
+            lead_id,
+            rec.author,
+            rec.channel.as_str(),
+            peer,
+            rec.text,
+            rec.attachments.to_string(),
+            rec.provider_message_id,
+            rec.status,
+            rec.error,
+            rec.job_id,
+            now
+        ],
+    );
+    match insert {
+        // The provider id is known from an echo stored first; keep that row.
+        Err(e) if is_unique_violation(&e) => Ok(()),
+        other => other.map(|_| ()).map_err(Into::into),
     }
 }
 
