@@ -37,6 +37,17 @@ fn closed_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+async fn create_tenant(daemon: &Daemon, admin: &str, id: i64, name: &str) {
+    let created = reqwest::Client::new()
+        .post(daemon.url("/admin/tenants"))
+        .header("X-Admin-Token", admin)
+        .json(&serde_json::json!({"id": id, "name": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn diag_passes_on_a_good_installation() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,14 +65,7 @@ async fn diag_passes_on_a_good_installation() {
     write_env(&env_file, &vars, 0o640);
     let daemon = Daemon::start(&mut serve_command(&data_dir, &vars, &[]));
     let http = reqwest::Client::new();
-    let created = http
-        .post(daemon.url("/admin/tenants"))
-        .header("X-Admin-Token", &admin)
-        .json(&serde_json::json!({"id": 1, "name": "Мебель"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    create_tenant(&daemon, &admin, 1, "Мебель").await;
     let token = http.get(daemon.url("/admin/provider-token/1")).header("X-Admin-Token", &admin).send().await.unwrap();
     assert_eq!(token.status(), 200);
 
@@ -191,16 +195,8 @@ async fn diag_reports_a_dead_telegram_session_and_peer_flood_kept_across_a_resta
     files::write_alerts(&sessions, TenantId::new(2).unwrap(), &flood).unwrap();
 
     let daemon = Daemon::start(&mut serve_command(&data_dir, &vars, &[]));
-    let http = reqwest::Client::new();
     for (id, name) in [(1, "Мебель"), (2, "Шторы")] {
-        let created = http
-            .post(daemon.url("/admin/tenants"))
-            .header("X-Admin-Token", &admin)
-            .json(&serde_json::json!({"id": id, "name": name}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
+        create_tenant(&daemon, &admin, id, name).await;
     }
     let out = avioctl(&env_file, &daemon.url(""), &["diag"]).await;
     let report = text(&out.stdout);
