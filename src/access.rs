@@ -124,10 +124,10 @@ impl Access {
         }
     }
 
+    /// Compat mode works, but each use would flood the log: one warning an hour.
     fn warn_compat(&self) {
         let mut last = self.inner.last_compat_warning.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= COMPAT_WARNING_EVERY) {
-            *last = Some(Instant::now());
+        if compat_warning_due(&mut last, Instant::now()) {
             tracing::warn!(
                 event = "compat_admin_token_as_public_key",
                 hint = "set PUBLIC_KEY so the admin token never travels in URLs"
@@ -221,4 +221,29 @@ impl Access {
 
 fn token_file(row: &ProviderTokenRow) -> ProviderTokenFile {
     ProviderTokenFile { tenant: row.tenant, provider_token: row.token.clone(), created_at: row.created_at.clone() }
+}
+
+/// Whether the compat warning is due at `now`; records it when it is.
+fn compat_warning_due(last: &mut Option<Instant>, now: Instant) -> bool {
+    if last.is_none_or(|at| now.duration_since(at) >= COMPAT_WARNING_EVERY) {
+        *last = Some(now);
+        return true;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_compat_warning_is_logged_at_most_once_an_hour() {
+        let start = Instant::now();
+        let mut last = None;
+        assert!(super::compat_warning_due(&mut last, start));
+        assert!(!super::compat_warning_due(&mut last, start + Duration::from_secs(1)));
+        assert!(!super::compat_warning_due(&mut last, start + Duration::from_secs(3599)));
+        assert!(super::compat_warning_due(&mut last, start + Duration::from_secs(3600)));
+        assert!(!super::compat_warning_due(&mut last, start + Duration::from_secs(3700)));
+    }
 }
