@@ -135,6 +135,7 @@ export class WhatsAppPanel {
 
   render() {
     const state = this.state();
+    this.body.dataset.state = state;
     const pills = {
       ready: pill('ok', 'Подключено'),
       qr: pill('wait', 'Ждёт сканирования'),
@@ -308,6 +309,7 @@ export class TelegramPanel {
 
   render() {
     const state = this.state();
+    this.body.dataset.state = state;
     const pills = {
       authorized: pill('ok', 'Подключено'),
       qr: pill('wait', 'Ждёт сканирования'),
