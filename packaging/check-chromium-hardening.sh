@@ -17,11 +17,13 @@
 set -euo pipefail
 MODE=${1:-unit}
 CHROMIUM=${CHROMIUM_PATH:-$(command -v chromium || command -v chromium-browser || command -v google-chrome)}
-WORK=$(mktemp -d /var/tmp/avio-hardening.XXXXXX)
+# Not under /tmp: the emulated unit mounts a private /tmp over it.
+WORK=$(mktemp -d -p "${AVIO_HARDENING_TMP:-/var/tmp}" avio-hardening.XXXXXX)
 # The unprivileged browser user must reach the data directory inside.
 chmod 0755 "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 DATA=$WORK/data
+ROOT_HOME=$(getent passwd 0 | cut -d: -f6)
 mkdir -p "$DATA/wa_state/1" "$WORK/dev"
 chown -R 65534:65534 "$DATA"
 chmod 0700 "$DATA"
@@ -65,7 +67,7 @@ FLAGS="--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --disab
  --disk-cache-size=33554432 --window-size=1280,800 --lang=ru-RU"
 PAGE='data:text/html,<script>let s=0;for(let i=0;i<3e7;i++){s+=i%7};new WebAssembly.Module(new Uint8Array([0,97,115,109,1,0,0,0]));document.title="RUNS-JS-AND-WASM"</script>'
 
-export WORK DATA MODE CHROMIUM FLAGS PAGE
+export WORK DATA ROOT_HOME MODE CHROMIUM FLAGS PAGE
 OUT=$(unshare -m --propagation private bash -c '
     set -e
     mount -n --bind "$DATA" "$DATA"
@@ -74,7 +76,8 @@ OUT=$(unshare -m --propagation private bash -c '
     done
     mount -n -t tmpfs -o mode=1777 tmpfs /tmp
     mount -n -t tmpfs -o mode=000 tmpfs /home
-    mount -n -t tmpfs -o mode=000 tmpfs /root
+    # ProtectHome=yes also hides the home of uid 0.
+    mount -n -t tmpfs -o mode=000 tmpfs "$ROOT_HOME"
     mount -n -o remount,bind,ro /sys 2>/dev/null || true
     mount -n -o remount,bind,ro /proc/sys 2>/dev/null || true
     dev=$WORK/dev

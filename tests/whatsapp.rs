@@ -566,8 +566,10 @@ fn tree_memory(root: u32) -> (u64, u64, u64, usize) {
 /// The memory benchmark: the real `avio serve` plus its Chromium processes with 1 and
 /// 5 ready sessions. Run: `cargo test --release --test whatsapp
 /// -- --ignored --nocapture wa_memory`.
+// Ignored in the suite: a benchmark that prints figures and asserts none, and whose
+// five browsers would only slow the other tests on a small machine.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore]
+#[ignore = "memory benchmark: run with --ignored --nocapture"]
 async fn wa_memory_benchmark() {
     let fake = FakeWa::start_with(FakeConfig { first_qr_ms: 60_000, next_qr_ms: 20_000, debug_delay_ms: 300 }).await;
     let dir = tempfile::tempdir().unwrap();
