@@ -37,6 +37,42 @@ fn closed_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// A good installation in a temp dir: distinct strong secrets, the env file (0640) with
+/// them and `extra`, and the data directory.
+struct Install {
+    _dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    env_file: std::path::PathBuf,
+    admin: String,
+    vars: Vec<(String, String)>,
+}
+
+impl Install {
+    fn new(extra: &[(&str, &str)]) -> Install {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let env_file = dir.path().join("avio.env");
+        let admin = avio::secrets::token(40);
+        let mut vars = vec![
+            ("DATA_DIR".to_string(), data_dir.to_str().unwrap().to_string()),
+            ("ADMIN_TOKEN".into(), admin.clone()),
+            ("PUBLIC_KEY".into(), avio::secrets::token(40)),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let install = Install { _dir: dir, data_dir, env_file, admin, vars };
+        write_env(&install.env_file, &install.vars(), 0o640);
+        install
+    }
+
+    fn vars(&self) -> Vec<(&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    fn start(&self) -> Daemon {
+        Daemon::start(&mut serve_command(&self.data_dir, &self.vars(), &[]))
+    }
+}
+
 async fn create_tenant(daemon: &Daemon, admin: &str, id: i64, name: &str) {
     let created = reqwest::Client::new()
         .post(daemon.url("/admin/tenants"))
@@ -50,23 +86,16 @@ async fn create_tenant(daemon: &Daemon, admin: &str, id: i64, name: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn diag_passes_on_a_good_installation() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let (admin, public) = (avio::secrets::token(40), avio::secrets::token(40));
-    let env_file = dir.path().join("avio.env");
-    let vars = [
-        ("DATA_DIR", data_dir.to_str().unwrap()),
-        ("ADMIN_TOKEN", admin.as_str()),
-        ("PUBLIC_KEY", public.as_str()),
+    let install = Install::new(&[
         ("OUTBOX_ENABLED", "true"),
         ("OUTBOX_WHITELIST", "me 79991234567"),
         ("OPENAI_API_KEY", "sk-test-not-used"),
-    ];
-    write_env(&env_file, &vars, 0o640);
-    let daemon = Daemon::start(&mut serve_command(&data_dir, &vars, &[]));
+    ]);
+    let (admin, env_file) = (install.admin.as_str(), &install.env_file);
+    let daemon = install.start();
     let http = reqwest::Client::new();
     create_tenant(&daemon, &admin, 1, "Мебель").await;
-    let token = http.get(daemon.url("/admin/provider-token/1")).header("X-Admin-Token", &admin).send().await.unwrap();
+    let token = http.get(daemon.url("/admin/provider-token/1")).header("X-Admin-Token", admin).send().await.unwrap();
     assert_eq!(token.status(), 200);
 
     let out = avioctl(&env_file, &daemon.url(""), &["diag", "--verbose"]).await;
@@ -79,7 +108,7 @@ async fn diag_passes_on_a_good_installation() {
     assert!(report.contains("tenant 1 (Мебель): provider token set"), "verbose details: {report}");
     assert!(report.contains("every guardrail is within its limit"), "{report}");
     assert!(report.contains("diag: 0 failed"), "{report}");
-    assert!(!report.contains(&admin), "diag must not print secrets");
+    assert!(!report.contains(admin), "diag must not print secrets");
 
     let out = avioctl(&env_file, &daemon.url(""), &["--json", "diag"]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -173,18 +202,9 @@ async fn diag_reports_a_dead_telegram_session_and_peer_flood_kept_across_a_resta
     use avio::channels::telegram::files::{self, Alerts, Failure};
     use avio::domain::{TenantId, now_s};
 
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let (admin, public) = (avio::secrets::token(40), avio::secrets::token(40));
-    let env_file = dir.path().join("avio.env");
-    let vars = [
-        ("DATA_DIR", data_dir.to_str().unwrap()),
-        ("ADMIN_TOKEN", admin.as_str()),
-        ("PUBLIC_KEY", public.as_str()),
-        ("TELEGRAM_API_ID", "12345"),
-        ("TELEGRAM_API_HASH", "0123456789abcdef0123456789abcdef"),
-    ];
-    write_env(&env_file, &vars, 0o640);
+    let install =
+        Install::new(&[("TELEGRAM_API_ID", "12345"), ("TELEGRAM_API_HASH", "0123456789abcdef0123456789abcdef")]);
+    let (admin, env_file, data_dir) = (install.admin.as_str(), &install.env_file, &install.data_dir);
     // What the daemon kept before it restarted: tenant 1's session died at Telegram,
     // tenant 2 hit PEER_FLOOD an hour ago.
     let sessions = data_dir.join("tg_sessions");
@@ -194,7 +214,7 @@ async fn diag_reports_a_dead_telegram_session_and_peer_flood_kept_across_a_resta
     let flood = Alerts { failed: None, peer_flood_at: Some(now_s() - 3600) };
     files::write_alerts(&sessions, TenantId::new(2).unwrap(), &flood).unwrap();
 
-    let daemon = Daemon::start(&mut serve_command(&data_dir, &vars, &[]));
+    let daemon = install.start();
     for (id, name) in [(1, "Мебель"), (2, "Шторы")] {
         create_tenant(&daemon, &admin, id, name).await;
     }
