@@ -94,11 +94,11 @@ async fn diag_passes_on_a_good_installation() {
     let (admin, env_file) = (install.admin.as_str(), &install.env_file);
     let daemon = install.start();
     let http = reqwest::Client::new();
-    create_tenant(&daemon, &admin, 1, "Мебель").await;
+    create_tenant(&daemon, admin, 1, "Мебель").await;
     let token = http.get(daemon.url("/admin/provider-token/1")).header("X-Admin-Token", admin).send().await.unwrap();
     assert_eq!(token.status(), 200);
 
-    let out = avioctl(&env_file, &daemon.url(""), &["diag", "--verbose"]).await;
+    let out = avioctl(env_file, &daemon.url(""), &["diag", "--verbose"]).await;
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
     assert!(report.contains("OK    health"), "{report}");
@@ -110,7 +110,7 @@ async fn diag_passes_on_a_good_installation() {
     assert!(report.contains("diag: 0 failed"), "{report}");
     assert!(!report.contains(admin), "diag must not print secrets");
 
-    let out = avioctl(&env_file, &daemon.url(""), &["--json", "diag"]).await;
+    let out = avioctl(env_file, &daemon.url(""), &["--json", "diag"]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["findings"].as_array().unwrap().iter().all(|f| f["level"] != "fail"), "{json}");
 }
@@ -216,9 +216,9 @@ async fn diag_reports_a_dead_telegram_session_and_peer_flood_kept_across_a_resta
 
     let daemon = install.start();
     for (id, name) in [(1, "Мебель"), (2, "Шторы")] {
-        create_tenant(&daemon, &admin, id, name).await;
+        create_tenant(&daemon, admin, id, name).await;
     }
-    let out = avioctl(&env_file, &daemon.url(""), &["diag"]).await;
+    let out = avioctl(env_file, &daemon.url(""), &["diag"]).await;
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     for expected in [
