@@ -182,19 +182,18 @@ impl Bot {
 
     async fn reply(&self, state: &AppState, job: &ReplyJob) -> anyhow::Result<()> {
         let (tenant, contact) = (job.tenant, job.contact_id);
+        // Debounce: a newer message of the burst has its own job; only the last answers.
+        let latest = state.queues.kv_get(&latest_key(tenant, contact)).await?;
+        if latest.as_deref().is_some_and(|l| l != job.message_id.as_bytes()) {
+            tracing::debug!(event = "bot_debounced", tenant = %tenant, contact);
+            return Ok(());
+        }
         // The reads are independent; each is a hop to another thread, so they go at once.
-        let key = latest_key(tenant, contact);
-        let (latest, doc, current, history) = tokio::join!(
-            state.queues.kv_get(&key),
+        let (doc, current, history) = tokio::join!(
             state.tenants.get(tenant),
             state.dialogs.get(tenant, contact),
             state.store.recent_messages(tenant, contact, HISTORY),
         );
-        // Debounce: a newer message of the burst has its own job; only the last answers.
-        if latest?.as_deref().is_some_and(|l| l != job.message_id.as_bytes()) {
-            tracing::debug!(event = "bot_debounced", tenant = %tenant, contact);
-            return Ok(());
-        }
         let (doc, current, history) = (doc?, current?, history?);
         if let Some(reason) = silence_reason(&doc, &current) {
             tracing::info!(event = "bot_silent", tenant = %tenant, contact, reason);

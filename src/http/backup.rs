@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::Admin;
 use crate::store::fsutil;
-use crate::store::snapshot::{BACKUPS_DIR, compact_timestamp};
+use crate::store::snapshot::{compact_timestamp, ensure_backups_dir};
 
 /// Snapshot directories start with this; `avioctl` removes its own when done.
 pub const SNAPSHOT_PREFIX: &str = "snapshot-";
@@ -24,21 +24,20 @@ const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Writes `DATA_DIR/backups/snapshot-<time>-<random>/{avio.db,queues.redb}` (0600 files
 /// in a 0700 directory) and answers its name.
 pub async fn snapshot(_: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let backups = state.config.data_dir.join(BACKUPS_DIR);
     let name = format!("{SNAPSHOT_PREFIX}{}-{}", compact_timestamp(), crate::secrets::token(6));
-    let dir = backups.join(&name);
-    {
-        let (backups, dir) = (backups.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || {
+    let dir = {
+        let (data_dir, name) = (state.config.data_dir.clone(), name.clone());
+        tokio::task::spawn_blocking(move || -> Result<PathBuf, crate::store::StoreError> {
+            let backups = ensure_backups_dir(&data_dir)?;
             remove_stale_snapshots(&backups);
+            let dir = backups.join(name);
             fsutil::ensure_private_dir(&dir)?;
-            // Created empty with mode 0600 before SQLite writes the copy into it.
-            fsutil::ensure_private_file(&dir.join("avio.db"))
+            Ok(dir)
         })
         .await
         .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    }
+        .map_err(ApiError::internal)?
+    };
     state.store.backup_to(dir.join("avio.db")).await?;
     let n_records = state.queues.snapshot_to(&dir.join("queues.redb")).await?;
     let absolute = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());

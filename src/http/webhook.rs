@@ -28,18 +28,6 @@ pub async fn cache_qr(
     crate::channels::qr::cache(&state.queues, tenant, qr_id, svg).await
 }
 
-/// An external provider's last `ready` event for the tenant (SPEC 5.1).
-pub fn ready_key(tenant: TenantId) -> String {
-    format!("wa:ready:{tenant}")
-}
-
-/// That `ready` event while it still says `ready` (a new QR or a logout forgets it).
-pub async fn external_ready(state: &AppState, tenant: TenantId) -> Result<Option<Value>, crate::queue::QueueError> {
-    let Some(bytes) = state.queues.kv_get(&ready_key(tenant)).await? else { return Ok(None) };
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((value.get("state").and_then(Value::as_str) == Some("ready")).then_some(value))
-}
-
 fn token(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
     headers
         .get("x-provider-token")
@@ -161,7 +149,7 @@ async fn whatsapp_inner(
             }
             cache_qr(state, tenant, &qr_id, svg).await?;
             // A new QR means the provider's session is signed out.
-            state.queues.kv_delete(&ready_key(tenant)).await?;
+            crate::channels::qr::forget_ready(&state.queues, tenant).await?;
             tracing::info!(event = "wa_qr_received", tenant = %tenant, qr_id = %qr_id);
             Ok(Json(json!({"ok": true, "queued": false, "event": "qr"})))
         }
@@ -171,7 +159,7 @@ async fn whatsapp_inner(
                 "ts": value.get("ts").and_then(crate::domain::message::parse_ts).unwrap_or_else(now_s),
                 "me": value.get("me").cloned().unwrap_or(Value::Null),
             });
-            state.queues.kv_set(&ready_key(tenant), ready.to_string().as_bytes(), None).await?;
+            crate::channels::qr::remember_ready(&state.queues, tenant, &ready).await?;
             state.queues.kv_delete(&qr_last_key(tenant)).await?;
             tracing::info!(event = "wa_ready", tenant = %tenant);
             Ok(Json(json!({"ok": true, "queued": true})))

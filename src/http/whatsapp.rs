@@ -36,7 +36,7 @@ pub async fn pub_start(State(state): State<AppState>, caller: PubTenant) -> ApiR
 pub async fn pub_status(State(state): State<AppState>, caller: PubTenant) -> ApiResult<Json<Value>> {
     let mut status = state.whatsapp.public_status(caller.tenant);
     if status["state"] == "stopped"
-        && let Some(ready) = super::webhook::external_ready(&state, caller.tenant).await?
+        && let Some(ready) = crate::channels::qr::external_ready(&state.queues, caller.tenant).await?
     {
         status["ready"] = json!(true);
         status["state"] = json!("ready");
@@ -52,7 +52,7 @@ pub async fn pub_status(State(state): State<AppState>, caller: PubTenant) -> Api
 /// `POST /pub/wa/logout`: the only way the tenant's state directory is reset.
 pub async fn pub_logout(State(state): State<AppState>, caller: PubTenant) -> ApiResult<Json<Value>> {
     state.whatsapp.logout(caller.tenant).await.map_err(ApiError::internal)?;
-    state.queues.kv_delete(&super::webhook::ready_key(caller.tenant)).await?;
+    crate::channels::qr::forget_ready(&state.queues, caller.tenant).await?;
     tracing::info!(event = "wa_logout", tenant = %caller.tenant);
     Ok(Json(json!({"ok": true, "state": WaState::LoggedOut})))
 }

@@ -254,10 +254,6 @@ impl Store {
         .await
     }
 
-    pub async fn insert_outbox_job(&self, job: OutboxJobRow) -> Result<(), StoreError> {
-        self.run(move |conn| insert_outbox_job_in(conn, &job)).await
-    }
-
     /// A submitted send in one transaction: its job row, and its message row in the
     /// dialog of the lead `to` belongs to (`record` builds it from that lead).
     pub async fn record_submitted<F>(&self, job: OutboxJobRow, channel: Channel, record: F) -> Result<(), StoreError>
@@ -334,26 +330,27 @@ impl Store {
         status: String,
     ) -> Result<DeliveryUpdate, StoreError> {
         self.run(move |conn| {
-            let known: bool = conn
-                .query_row(
-                    "SELECT 1 FROM messages WHERE tenant = ?1 AND channel = ?2 AND provider_message_id = ?3
-                     AND direction = 'out'",
-                    params![tenant.get(), channel.as_str(), provider_id],
-                    |_| Ok(true),
-                )
-                .optional()?
-                .unwrap_or(false);
-            if !known {
-                return Ok(DeliveryUpdate::Unknown);
-            }
             // Acks can arrive out of order: "delivered" never overwrites "read".
-            conn.execute(
+            let changed = conn.execute(
                 "UPDATE messages SET status = ?4 WHERE tenant = ?1 AND channel = ?2 AND provider_message_id = ?3
                  AND direction = 'out' AND NOT (status = 'read' AND ?4 IN ('sent', 'delivered'))
                  AND NOT (status = 'delivered' AND ?4 = 'sent')",
                 params![tenant.get(), channel.as_str(), provider_id, status],
             )?;
-            Ok(DeliveryUpdate::Applied)
+            if changed > 0 {
+                return Ok(DeliveryUpdate::Applied);
+            }
+            // Nothing changed: a stale ack for a known message, or one not recorded yet.
+            let known = conn
+                .query_row(
+                    "SELECT 1 FROM messages WHERE tenant = ?1 AND channel = ?2 AND provider_message_id = ?3
+                     AND direction = 'out'",
+                    params![tenant.get(), channel.as_str(), provider_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            Ok(if known { DeliveryUpdate::Applied } else { DeliveryUpdate::Unknown })
         })
         .await
     }
